@@ -1,0 +1,1 @@
+"""The archive platform shared library."""
