@@ -1,0 +1,86 @@
+"""NATS plumbing shared by every service: one connection with reconnects, OpenTelemetry trace
+context carried in message headers, and a clean shutdown that drains what is in flight."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+
+log = logging.getLogger(__name__)
+
+
+async def connect(
+    url: str,
+    *,
+    name: str,
+    connect_timeout: float = 5.0,
+    max_reconnect_attempts: int = -1,
+    reconnect_time_wait: float = 0.5,
+) -> NATS:
+    """Connect, reconnecting forever by default: a NATS restart must not kill a service."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error on %s: %r", name, exc)
+
+    async def on_disconnected() -> None:
+        log.warning("nats disconnected (%s)", name)
+
+    async def on_reconnected() -> None:
+        log.info("nats reconnected (%s)", name)
+
+    return await nats.connect(
+        url,
+        name=name,
+        connect_timeout=connect_timeout,
+        allow_reconnect=True,
+        max_reconnect_attempts=max_reconnect_attempts,
+        reconnect_time_wait=reconnect_time_wait,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+    )
+
+
+def trace_headers(headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Headers for an outgoing message, with the current trace context injected
+    (W3C `traceparent`/`tracestate`)."""
+    carrier: dict[str, str] = dict(headers or {})
+    propagate.inject(carrier)
+    return carrier
+
+
+def context_from(msg: Msg) -> otel_context.Context:
+    """The trace context a received message carries, to parent the work it triggers."""
+    return propagate.extract(dict(msg.headers or {}))
+
+
+async def publish(nc: NATS, subject: str, payload: bytes, headers: Mapping[str, str] | None = None) -> None:
+    await nc.publish(subject, payload, headers=trace_headers(headers))
+
+
+async def request(
+    nc: NATS,
+    subject: str,
+    payload: bytes,
+    *,
+    timeout: float = 5.0,
+    headers: Mapping[str, str] | None = None,
+) -> Msg:
+    return await nc.request(subject, payload, timeout=timeout, headers=trace_headers(headers))
+
+
+async def close(nc: NATS) -> None:
+    """Drain: finish in-flight subscriptions and flush pending publishes, then close."""
+    if nc.is_closed:
+        return
+    try:
+        await nc.drain()
+    except Exception as exc:  # noqa: BLE001 - shutdown must go on even if the server is gone
+        log.warning("nats drain failed, closing: %r", exc)
+        await nc.close()
