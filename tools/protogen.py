@@ -36,7 +36,8 @@ def generate(out_dir: Path) -> None:
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
     package_dir = out_dir / "archive" / "v1"
-    (package_dir / "__init__.py").write_text('"""Generated from proto/archive/v1 by tools/protogen.py."""\n')
+    doc = '"""Generated from proto/archive/v1 by tools/protogen.py; do not edit."""\n'
+    (package_dir / "__init__.py").write_text(doc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@ context carried in message headers, and a clean shutdown that drains what is in 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 
@@ -41,6 +42,7 @@ async def connect(
         allow_reconnect=True,
         max_reconnect_attempts=max_reconnect_attempts,
         reconnect_time_wait=reconnect_time_wait,
+        drain_timeout=5,  # a shutdown must not hang on a server that is gone
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
@@ -60,7 +62,9 @@ def context_from(msg: Msg) -> otel_context.Context:
     return propagate.extract(dict(msg.headers or {}))
 
 
-async def publish(nc: NATS, subject: str, payload: bytes, headers: Mapping[str, str] | None = None) -> None:
+async def publish(
+    nc: NATS, subject: str, payload: bytes, headers: Mapping[str, str] | None = None
+) -> None:
     await nc.publish(subject, payload, headers=trace_headers(headers))
 
 
@@ -79,8 +83,13 @@ async def close(nc: NATS) -> None:
     """Drain: finish in-flight subscriptions and flush pending publishes, then close."""
     if nc.is_closed:
         return
+    if not nc.is_connected:  # nothing can be drained while the server is away
+        with contextlib.suppress(Exception):
+            await nc.close()
+        return
     try:
         await nc.drain()
-    except Exception as exc:  # noqa: BLE001 - shutdown must go on even if the server is gone
+    except Exception as exc:
         log.warning("nats drain failed, closing: %r", exc)
-        await nc.close()
+        with contextlib.suppress(Exception):
+            await nc.close()

@@ -67,7 +67,7 @@ class NatsServer:
         config = self.store_dir / "nats-server.conf"
         config.write_text(self.config_text())
         self.log_file = self.store_dir / "nats-server.log"
-        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
+        log = open(self.log_file, "ab")
         self.process = subprocess.Popen(
             [nats_server_binary(), "-c", str(config)],
             stdout=log,

@@ -103,8 +103,10 @@ class JetStreamEventStore(EventStore):
     _owns_connection = False
 
     async def close(self) -> None:
-        if self._owns_connection and not self._nc.is_closed:
-            await self._nc.drain()
+        if self._owns_connection:
+            from archive.bus import close
+
+            await close(self._nc)
 
     # ---- setup ----
 
@@ -266,7 +268,7 @@ class JetStreamEventStore(EventStore):
                 return json.loads(reply.data)
         except nats.errors.NoRespondersError as exc:
             raise StoreUnavailable(f"no JetStream stream listens on {subject}") from exc
-        except (nats.errors.TimeoutError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, nats.errors.TimeoutError) as exc:
             raise StoreUnavailable(
                 f"no acknowledgement for the append to {name} within {self._timeout}s; "
                 "retrying with the same event ids is safe"
@@ -381,7 +383,7 @@ class _PullReader:
                     continue
             try:
                 msgs: list[Msg] = await self._sub.fetch(store._fetch_batch, timeout=poll)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 if stop_at is not None and await self._caught_up(stop_at):
                     return
                 continue
@@ -419,7 +421,7 @@ class _PullReader:
             sub, self._sub = self._sub, None
             try:
                 await sub.unsubscribe()
-            except Exception:  # noqa: BLE001 - closing a consumer the server already dropped
+            except Exception:
                 pass
 
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 from archive.eventstore.errors import StreamNotFound, WrongExpectedVersion
 from archive.eventstore.port import (
-    ANY,
     NO_STREAM,
     AppendResult,
     EventStore,

@@ -1,1 +1,1 @@
-"""Generated from proto/archive/v1 by tools/protogen.py."""
+"""Generated from proto/archive/v1 by tools/protogen.py; do not edit."""

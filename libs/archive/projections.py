@@ -1,0 +1,165 @@
+"""Projections: derive a service's local state from events, exactly once in effect.
+
+A `ProjectionRunner` feeds events from the store into a `Projection` and commits, in one SQLite
+transaction, the state the projection derived together with the position it has applied. A
+crash mid-batch rolls both back, so the batch is applied again from the same position: nothing
+is skipped and nothing is applied twice. Delete the database file and the runner rebuilds the
+state from position 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+from archive.eventstore import EventStore, RecordedEvent, StreamFilter
+
+log = logging.getLogger(__name__)
+
+_POSITION_TABLE = """
+CREATE TABLE IF NOT EXISTS projection_position (
+    name TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+)
+"""
+
+
+class Projection(ABC):
+    """What a service derives from events. `apply` runs inside the runner's transaction and
+    must only touch the database through the connection it is given."""
+
+    name: str
+    filter: StreamFilter | None = None
+
+    @abstractmethod
+    def setup(self, db: sqlite3.Connection) -> None:
+        """Create tables (idempotent: CREATE TABLE IF NOT EXISTS)."""
+
+    @abstractmethod
+    def apply(self, db: sqlite3.Connection, event: RecordedEvent) -> None: ...
+
+
+def open_database(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # WAL with synchronous=NORMAL keeps each commit atomic; a power loss may drop the last
+    # commits, and since the position is in the same transaction they are simply replayed.
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        store: EventStore,
+        projection: Projection,
+        db_path: Path,
+        *,
+        batch_size: int = 500,
+    ) -> None:
+        self._store = store
+        self._projection = projection
+        self._db = open_database(db_path)
+        self._batch_size = batch_size
+        self._db.execute(_POSITION_TABLE)
+        self._db.execute("BEGIN")
+        projection.setup(self._db)
+        self._db.execute("COMMIT")
+        self._position = self._load_position()
+        self._advanced = asyncio.Condition()
+
+    @property
+    def position(self) -> int:
+        """Position of the last event whose effect is committed."""
+        return self._position
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self._db
+
+    def _load_position(self) -> int:
+        row = self._db.execute(
+            "SELECT position FROM projection_position WHERE name = ?", (self._projection.name,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _apply_batch(self, events: Sequence[RecordedEvent]) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for event in events:
+                self._projection.apply(db, event)
+            db.execute(
+                "INSERT INTO projection_position(name, position) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET position = excluded.position",
+                (self._projection.name, events[-1].position),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    async def _commit(self, events: list[RecordedEvent]) -> None:
+        await asyncio.to_thread(self._apply_batch, events)
+        self._position = events[-1].position
+        async with self._advanced:
+            self._advanced.notify_all()
+
+    async def catch_up(self) -> int:
+        """Apply everything stored now; returns the position reached."""
+        batch: list[RecordedEvent] = []
+        async for event in self._store.read_all(self._position, self._projection.filter):
+            batch.append(event)
+            if len(batch) >= self._batch_size:
+                await self._commit(batch)
+                batch = []
+        if batch:
+            await self._commit(batch)
+        return self._position
+
+    async def run(self) -> None:
+        """Catch up, then follow live events until cancelled. Events that arrive together are
+        committed together."""
+        queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=self._batch_size * 4)
+        subscription = await self._store.subscribe_all(self._position, self._projection.filter)
+
+        async def pump() -> None:
+            async for event in subscription:
+                await queue.put(event)
+
+        pumping = asyncio.create_task(pump(), name=f"projection-{self._projection.name}")
+        try:
+            while True:
+                if pumping.done():
+                    pumping.result()  # re-raise what stopped the subscription
+                    return
+                try:
+                    first = await asyncio.wait_for(queue.get(), timeout=1.0)
+                except TimeoutError:
+                    continue
+                batch = [first]
+                while len(batch) < self._batch_size and not queue.empty():
+                    batch.append(queue.get_nowait())
+                await self._commit(batch)
+        finally:
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pumping
+            await subscription.close()
+
+    async def wait_for(self, position: int, timeout: float = 10.0) -> None:
+        """Block until the projection has applied `position` (read-your-writes for a caller
+        that just appended)."""
+        async with self._advanced:
+            await asyncio.wait_for(
+                self._advanced.wait_for(lambda: self._position >= position), timeout
+            )
+
+    def close(self) -> None:
+        self._db.close()
