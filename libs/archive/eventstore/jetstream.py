@@ -384,16 +384,24 @@ class _PullReader:
             try:
                 msgs: list[Msg] = await self._sub.fetch(store._fetch_batch, timeout=poll)
             except (TimeoutError, nats.errors.TimeoutError):
+                if not await self._consumer_alive():
+                    await self._drop()  # lost with a server restart: recreate where we were
+                    continue
                 if stop_at is not None and await self._caught_up(stop_at):
                     return
                 continue
             except nats.js.errors.NotFoundError:
                 await self._drop()  # the consumer is gone: recreate it where we were
                 continue
-            except Exception:
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
                 if self._closed:
                     return  # closed under our feet by Subscription.close()
-                raise
+                if stop_at is not None:
+                    raise StoreUnavailable(f"JetStream read failed: {exc!r}") from exc
+                # A live subscription rides out a server restart: retry from where it was.
+                await self._drop()
+                await asyncio.sleep(poll)
+                continue
             for msg in msgs:
                 seq = msg.metadata.sequence.stream
                 if seq <= self._after:
@@ -405,10 +413,19 @@ class _PullReader:
             if stop_at is not None and msgs and msgs[-1].metadata.num_pending == 0:
                 return
 
+    async def _consumer_alive(self) -> bool:
+        try:
+            await self._sub.consumer_info()
+        except nats.js.errors.NotFoundError:
+            return False
+        except (nats.errors.Error, nats.js.errors.Error):
+            return False
+        return True
+
     async def _caught_up(self, stop_at: int) -> bool:
         try:
             info = await self._sub.consumer_info()
-        except Exception:
+        except (nats.errors.Error, nats.js.errors.Error):
             return False
         return info.num_pending == 0 or self._after >= stop_at
 
