@@ -1,0 +1,41 @@
+"""Tenants and their bearer tokens: commands that append tenancy events, the registry that
+authenticates callers from those events, and the gRPC servicers (archive.tenancy.servicer,
+imported on its own because it depends on the gRPC server package)."""
+
+from archive.tenancy.commands import (
+    CreatedTenant,
+    IssuedToken,
+    create_tenant,
+    issue_token,
+    revoke_token,
+    tenant_stream,
+)
+from archive.tenancy.errors import (
+    InvalidTenancyArgument,
+    InvalidTenantName,
+    TenancyError,
+    TenantAlreadyExists,
+    TenantNotFound,
+    TokenNotFound,
+)
+from archive.tenancy.registry import OPERATOR, Principal, TenantRegistry, TokenCheck, Verification
+
+__all__ = [
+    "OPERATOR",
+    "CreatedTenant",
+    "InvalidTenancyArgument",
+    "InvalidTenantName",
+    "IssuedToken",
+    "Principal",
+    "TenancyError",
+    "TenantAlreadyExists",
+    "TenantNotFound",
+    "TenantRegistry",
+    "TokenCheck",
+    "TokenNotFound",
+    "Verification",
+    "create_tenant",
+    "issue_token",
+    "revoke_token",
+    "tenant_stream",
+]
