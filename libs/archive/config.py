@@ -100,6 +100,16 @@ class Settings:
     shutdown_grace_seconds: float = 20.0
     service_name: str = "archive"
     traces_exporter: TracesExporter = "none"
+    # Shared blob directory (filesystem blob store); None means <data_dir>/blobs.
+    blob_dir: Path | None = None
+    # Deposit limits (ingest): each refusal is a clear INVALID_ARGUMENT or RESOURCE_EXHAUSTED.
+    max_document_bytes: int = 1024**3
+    max_metadata_entries: int = 64
+    max_metadata_value_chars: int = 4096
+
+    @property
+    def blob_root(self) -> Path:
+        return self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -150,6 +160,18 @@ class Settings:
             traces_exporter=cast(
                 TracesExporter,
                 env.get("ARCHIVE_TRACES_EXPORTER", cls.traces_exporter, _one_of(_TRACES_EXPORTERS)),
+            ),
+            blob_dir=env.get("ARCHIVE_BLOB_DIR", None, Path),
+            max_document_bytes=env.get(
+                "ARCHIVE_MAX_DOCUMENT_BYTES", cls.max_document_bytes, _int_between(1, 2**42)
+            ),
+            max_metadata_entries=env.get(
+                "ARCHIVE_MAX_METADATA_ENTRIES", cls.max_metadata_entries, _int_between(0, 1024)
+            ),
+            max_metadata_value_chars=env.get(
+                "ARCHIVE_MAX_METADATA_VALUE_CHARS",
+                cls.max_metadata_value_chars,
+                _int_between(1, 65536),
             ),
         )
 

@@ -49,7 +49,9 @@ CORRELATION_HEADER: Final = "x-correlation-id"
 _CORRELATION_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 # Exception attributes worth handing back in ErrorInfo.metadata: identifiers the caller sent
 # or may need, never content or credentials.
-_SAFE_ATTRIBUTES: Final = ("tenant", "token_id", "stream", "expected", "actual", "max_size")
+_SAFE_ATTRIBUTES: Final = (
+    "tenant", "token_id", "stream", "expected", "actual", "max_size", "document_id"
+)
 
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "archive_correlation_id", default=None
@@ -74,6 +76,35 @@ class Unauthenticated(Exception):
 
 class PermissionDenied(Exception):
     """Valid credentials that may not call this method."""
+
+
+class DocumentNotFound(LookupError):
+    """No document with this id for the caller's tenant. Another tenant's document answers
+    exactly the same, so ids cannot be probed across tenants."""
+
+    def __init__(self, document_id: str) -> None:
+        self.document_id = document_id
+        super().__init__(f"document {document_id} not found")
+
+
+class ContentDamaged(Exception):
+    """A registered document's content is missing or fails its digest: the archive's own
+    failure, reported loudly (and found by integrity audits)."""
+
+    def __init__(self, document_id: str, what: str) -> None:
+        self.document_id = document_id
+        super().__init__(f"document {document_id}: {what}; the operator has been alerted")
+
+
+class IdempotencyKeyReused(Exception):
+    """A deposit reused an idempotency key of an earlier deposit with different content."""
+
+    def __init__(self, document_id: str) -> None:
+        self.document_id = document_id
+        super().__init__(
+            f"this idempotency key was already used for document {document_id} with different "
+            "content; use a new key for a new document"
+        )
 
 
 # ---- the table ----
@@ -148,6 +179,25 @@ ERROR_TABLE: Final[tuple[ErrorRule, ...]] = (
         grpc.StatusCode.ALREADY_EXISTS,
         "TENANT_ALREADY_EXISTS",
         "choose another tenant name, or use the existing tenant (IssueToken for a new token)",
+    ),
+    ErrorRule(
+        IdempotencyKeyReused,
+        grpc.StatusCode.ALREADY_EXISTS,
+        "IDEMPOTENCY_KEY_REUSED",
+        "use a new idempotency key for new content; the same key only replays the same deposit",
+    ),
+    ErrorRule(
+        DocumentNotFound,
+        grpc.StatusCode.NOT_FOUND,
+        "DOCUMENT_NOT_FOUND",
+        "check the document id; documents are only visible to the tenant that deposited them",
+    ),
+    ErrorRule(
+        ContentDamaged,
+        grpc.StatusCode.DATA_LOSS,
+        "CONTENT_DAMAGED",
+        "report it to the operator with the correlation id; the archive must restore the copy",
+        log_level=logging.ERROR,
     ),
     ErrorRule(
         TenantNotFound,

@@ -1,0 +1,383 @@
+"""Ingest and search over a real JetStream store and a real filesystem blob store, each
+service a real gRPC server: deposits, retrieval, idempotency, bad input, tenant isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+from conftest import unique_names
+
+from archive.blobstore import FilesystemBlobStore
+from archive.config import Secret, Settings
+from archive.eventstore.jetstream import JetStreamEventStore
+from archive.grpcserver import ArchiveServer
+from archive.natsserver import NatsServer
+from archive.projections import ProjectionRunner
+from archive.tenancy.registry import TenantRegistry
+from archive.v1 import (
+    common_pb2,
+    events_pb2,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    search_pb2,
+    search_pb2_grpc,
+    tenancy_pb2,
+    tenancy_pb2_grpc,
+)
+from services.ingest.main import build as build_ingest
+from services.search.main import build as build_search
+from services.search.main import registry_path
+from services.search.registry import DocumentRegistryProjection
+
+OPERATOR = "operator-token-for-tests-0123456789"
+
+
+@dataclass
+class Stack:
+    store: JetStreamEventStore
+    blob_root: Path
+    ingest: ingest_pb2_grpc.IngestStub
+    search: search_pb2_grpc.SearchStub
+    admin: tenancy_pb2_grpc.TenantAdminStub
+    tokens: dict[str, str]
+
+    def auth(self, tenant: str = "acme") -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.tokens[tenant]}"),)
+
+    async def upload(
+        self,
+        content: bytes,
+        tenant: str = "acme",
+        chunk: int = 64 * 1024,
+        **header: object,
+    ) -> ingest_pb2.DepositReceipt:
+        header.setdefault("file_name", "doc.bin")
+        return await self.ingest.Upload(
+            requests(ingest_pb2.UploadHeader(**header), content, chunk), metadata=self.auth(tenant)
+        )
+
+    async def events(self, type_name: str) -> list[object]:
+        return [e.decode() async for e in self.store.read_all() if e.type == type_name]
+
+
+def requests(
+    header: ingest_pb2.UploadHeader | None, content: bytes, chunk: int = 64 * 1024
+) -> Iterable[ingest_pb2.UploadRequest]:
+    if header is not None:
+        yield ingest_pb2.UploadRequest(header=header)
+    for i in range(0, len(content), chunk):
+        yield ingest_pb2.UploadRequest(chunk=content[i : i + chunk])
+
+
+@pytest.fixture
+async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stack]:
+    names = unique_names()
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        grpc_port=0,
+        operator_token=Secret(OPERATOR),
+        nats_url=nats_server.url,
+        nats_stream=names["stream_name"],
+        nats_subject_prefix=names["subject_prefix"],
+        shutdown_grace_seconds=1.0,
+        max_document_bytes=2 * 1024 * 1024,
+        max_metadata_entries=8,
+    )
+    ingest_store = await JetStreamEventStore.connect(nats_server.url, **names)
+    search_store = await JetStreamEventStore.connect(nats_server.url, **names)
+    blob_root = tmp_path / "blobs"
+    runner = ProjectionRunner(search_store, DocumentRegistryProjection(), registry_path(settings))
+    servers: list[ArchiveServer] = [
+        build_ingest(
+            settings, ingest_store, FilesystemBlobStore(blob_root), TenantRegistry(ingest_store)
+        ),
+        build_search(
+            settings,
+            search_store,
+            FilesystemBlobStore(blob_root),
+            TenantRegistry(search_store),
+            runner,
+        ),
+    ]
+    for server in servers:
+        await server.start()
+    following = asyncio.create_task(runner.run())
+    ingest_channel = grpc.aio.insecure_channel(f"127.0.0.1:{servers[0].port}")
+    search_channel = grpc.aio.insecure_channel(f"127.0.0.1:{servers[1].port}")
+    admin = tenancy_pb2_grpc.TenantAdminStub(ingest_channel)
+    tokens = {}
+    for tenant in ("acme", "globex"):
+        created = await admin.CreateTenant(
+            tenancy_pb2.CreateTenantRequest(tenant=common_pb2.TenantId(value=tenant)),
+            metadata=(("authorization", f"Bearer {OPERATOR}"),),
+        )
+        tokens[tenant] = created.token.token
+    try:
+        yield Stack(
+            ingest_store,
+            blob_root,
+            ingest_pb2_grpc.IngestStub(ingest_channel),
+            search_pb2_grpc.SearchStub(search_channel),
+            admin,
+            tokens,
+        )
+    finally:
+        following.cancel()
+        await ingest_channel.close()
+        await search_channel.close()
+        for server in servers:
+            await server.stop(0)
+        runner.close()
+        await ingest_store.close()
+        await search_store.close()
+
+
+def stored_blobs(root: Path) -> list[Path]:
+    """Complete blobs (and anything else) under the root, ignoring the temporary area."""
+    return [
+        p for p in root.rglob("*") if p.is_file() and "tmp" not in p.relative_to(root).parts
+    ]
+
+
+async def test_deposit_then_get_list_and_download(stack: Stack) -> None:
+    content = b"%PDF-1.7\n" + os.urandom(300_000)
+    receipt = await stack.upload(
+        content,
+        file_name="invoice-2026-11.pdf",
+        metadata={"customer": "c-42", "month": "2026-11"},
+        document_class="invoice",
+        scan_provenance=events_pb2.ScanProvenance(operator="j.doe", device="scanner-7"),
+    )
+    assert receipt.sha256.value == hashlib.sha256(content).digest()
+    assert receipt.sha512.value == hashlib.sha512(content).digest()
+    assert receipt.size_bytes == len(content)
+    assert (receipt.format.puid, receipt.format.media_type) == ("fmt/276", "application/pdf")
+    assert receipt.media_type == "application/pdf"
+    assert not receipt.replayed and receipt.event_position > 0
+    doc_id = common_pb2.DocumentId(value=receipt.document_id.value)
+
+    # Found at once, though the search registry is another process's projection.
+    info = await stack.search.GetDocument(
+        search_pb2.GetDocumentRequest(document_id=doc_id), metadata=stack.auth()
+    )
+    assert info.file_name == "invoice-2026-11.pdf"
+    assert dict(info.metadata) == {"customer": "c-42", "month": "2026-11"}
+    assert info.scan_provenance.device == "scanner-7"
+    assert info.sha256 == receipt.sha256
+
+    parts = [
+        p
+        async for p in stack.search.Download(
+            search_pb2.DownloadRequest(document_id=doc_id), metadata=stack.auth()
+        )
+    ]
+    assert parts[0].WhichOneof("part") == "info"
+    assert b"".join(p.chunk for p in parts[1:]) == content
+
+    accessed = await stack.events("archive.v1.DocumentAccessed")
+    assert [(a.document_id.value, a.access_kind) for a in accessed] == [
+        (receipt.document_id.value, "metadata"),
+        (receipt.document_id.value, "content"),
+    ]
+    assert all(a.accessed_by for a in accessed)
+
+
+async def test_retry_with_same_idempotency_key_replays_the_receipt(stack: Stack) -> None:
+    content = os.urandom(50_000)
+    first = await stack.upload(content, idempotency_key="batch-7/file-1")
+    again = await stack.upload(content, idempotency_key="batch-7/file-1")
+    assert again.replayed and not first.replayed
+    assert again.document_id == first.document_id
+    assert again.event_position == first.event_position
+    assert len(await stack.events("archive.v1.DocumentIngested")) == 1
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stack.upload(b"other content", idempotency_key="batch-7/file-1")
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    # The same key of another tenant is another document.
+    other = await stack.upload(content, tenant="globex", idempotency_key="batch-7/file-1")
+    assert other.document_id != first.document_id and not other.replayed
+
+
+async def test_concurrent_retries_with_one_key_make_one_document(stack: Stack) -> None:
+    content = os.urandom(10_000)
+    receipts = await asyncio.gather(
+        *[stack.upload(content, idempotency_key="same-key") for _ in range(5)]
+    )
+    assert len({r.document_id.value for r in receipts}) == 1
+    assert sum(not r.replayed for r in receipts) == 1
+    assert len(await stack.events("archive.v1.DocumentIngested")) == 1
+
+
+BAD_UPLOADS = {
+    "no header": (None, b"content", grpc.StatusCode.INVALID_ARGUMENT),
+    "empty call": (None, b"", grpc.StatusCode.INVALID_ARGUMENT),
+    "path in file name": (
+        ingest_pb2.UploadHeader(file_name="../etc/passwd"),
+        b"x",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "backslash in file name": (
+        ingest_pb2.UploadHeader(file_name="a\\b.pdf"),
+        b"x",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "control character in file name": (
+        ingest_pb2.UploadHeader(file_name="a\x07.pdf"),
+        b"x",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "no file name": (ingest_pb2.UploadHeader(), b"x", grpc.StatusCode.INVALID_ARGUMENT),
+    "too much metadata": (
+        ingest_pb2.UploadHeader(file_name="a", metadata={f"k{i}": "v" for i in range(9)}),
+        b"x",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "metadata value too long": (
+        ingest_pb2.UploadHeader(file_name="a", metadata={"k": "v" * 5000}),
+        b"x",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "oversized file": (
+        ingest_pb2.UploadHeader(file_name="big.bin"),
+        b"x" * (2 * 1024 * 1024 + 1),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ),
+    "wrong expected digest": (
+        ingest_pb2.UploadHeader(file_name="a", expected_sha256_hex="0" * 64),
+        b"x",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_UPLOADS, ids=list(BAD_UPLOADS))
+async def test_bad_uploads_are_refused_and_leave_nothing(stack: Stack, case: str) -> None:
+    header, content, code = BAD_UPLOADS[case]
+    before = await stack.store.last_position()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stack.ingest.Upload(requests(header, content), metadata=stack.auth())
+    assert caught.value.code() == code, caught.value.details()
+    assert caught.value.details()  # a message a person can act on
+    assert await stack.store.last_position() == before
+    assert stored_blobs(stack.blob_root) == []
+
+
+async def test_header_twice_is_refused_and_leaves_nothing(stack: Stack) -> None:
+    header = ingest_pb2.UploadHeader(file_name="a.txt")
+
+    def twice() -> Iterable[ingest_pb2.UploadRequest]:
+        yield ingest_pb2.UploadRequest(header=header)
+        yield ingest_pb2.UploadRequest(chunk=b"abc")
+        yield ingest_pb2.UploadRequest(header=header)
+        yield ingest_pb2.UploadRequest(chunk=b"def")
+
+    before = await stack.store.last_position()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stack.ingest.Upload(twice(), metadata=stack.auth())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "second UploadHeader" in (caught.value.details() or "")
+    assert await stack.store.last_position() == before
+    assert stored_blobs(stack.blob_root) == []
+
+
+async def test_wrong_token_is_unauthenticated_and_writes_nothing(stack: Stack) -> None:
+    before = await stack.store.last_position()
+    for metadata in ((("authorization", "Bearer arc_nope_nope"),), ()):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stack.ingest.Upload(
+                requests(ingest_pb2.UploadHeader(file_name="a"), b"x"), metadata=metadata
+            )
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert await stack.store.last_position() == before
+    assert stored_blobs(stack.blob_root) == []
+
+
+async def test_another_tenant_gets_not_found_never_the_document(stack: Stack) -> None:
+    receipt = await stack.upload(b"acme secret payroll")
+    doc_id = common_pb2.DocumentId(value=receipt.document_id.value)
+    missing = common_pb2.DocumentId(value="00000000-0000-4000-8000-000000000000")
+    answers = []
+    for document_id in (doc_id, missing):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stack.search.GetDocument(
+                search_pb2.GetDocumentRequest(document_id=document_id),
+                metadata=stack.auth("globex"),
+            )
+        answers.append((caught.value.code(), caught.value.details().replace(document_id.value, "")))
+    # Someone else's document and no document answer exactly alike.
+    assert answers[0] == answers[1]
+    assert answers[0][0] == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in stack.search.Download(
+            search_pb2.DownloadRequest(document_id=doc_id), metadata=stack.auth("globex")
+        ):
+            pass
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    listed = await stack.search.ListDocuments(
+        search_pb2.ListDocumentsRequest(), metadata=stack.auth("globex")
+    )
+    assert list(listed.documents) == []
+    assert await stack.events("archive.v1.DocumentAccessed") == []
+
+
+async def test_list_pages_newest_first_with_filters(stack: Stack) -> None:
+    ids = []
+    for i in range(23):
+        receipt = await stack.upload(
+            b"doc %d" % i,
+            document_class="invoice" if i % 2 else "payslip",
+            metadata={"batch": str(i % 3)},
+        )
+        ids.append(receipt.document_id.value)
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = await stack.search.ListDocuments(
+            search_pb2.ListDocumentsRequest(
+                page=common_pb2.PageRequest(page_size=5, page_token=token)
+            ),
+            metadata=stack.auth(),
+        )
+        seen.extend(d.document_id.value for d in page.documents)
+        pages += 1
+        token = page.page.next_page_token
+        if not token:
+            break
+    assert seen == ids[::-1] and pages == 5
+    invoices = await stack.search.ListDocuments(
+        search_pb2.ListDocumentsRequest(document_class="invoice", metadata={"batch": "1"}),
+        metadata=stack.auth(),
+    )
+    expected = [ids[i] for i in range(23) if i % 2 and i % 3 == 1][::-1]
+    assert [d.document_id.value for d in invoices.documents] == expected
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stack.search.ListDocuments(
+            search_pb2.ListDocumentsRequest(page=common_pb2.PageRequest(page_token="garbage!")),
+            metadata=stack.auth(),
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_damaged_content_ends_the_download_with_data_loss(stack: Stack) -> None:
+    content = os.urandom(600_000)
+    receipt = await stack.upload(content)
+    [blob] = stored_blobs(stack.blob_root)
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[1000] ^= 0x01
+    blob.write_bytes(bytes(data))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in stack.search.Download(
+            search_pb2.DownloadRequest(document_id=receipt.document_id), metadata=stack.auth()
+        ):
+            pass
+    assert caught.value.code() == grpc.StatusCode.DATA_LOSS
