@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from archive.blobstore import BlobStore, FilesystemBlobStore
 from archive.config import Settings
 from archive.eventstore import EventStore
@@ -13,6 +15,8 @@ from archive.tenancy.registry import TenantRegistry
 from archive.tenancy.servicer import tenancy_registrations
 from archive.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest.upload import IngestServicer
+
+BLOB_IO_THREADS = 64
 
 
 def build(
@@ -32,6 +36,11 @@ def build(
 async def run(settings: Settings) -> None:
     configure_from_settings(settings)
     store = await open_event_store(settings)
-    blobs = FilesystemBlobStore(settings.blob_root)
+    # fsync is the floor of a durable deposit; many fsyncs in flight let the filesystem journal
+    # commit them together (measured: 760/s one at a time, 2,000-3,700/s with 16-64 threads).
+    blobs = FilesystemBlobStore(
+        settings.blob_root,
+        executor=ThreadPoolExecutor(max_workers=BLOB_IO_THREADS, thread_name_prefix="blob-io"),
+    )
     server = build(settings, store, blobs, TenantRegistry(store))
     await serve(server)

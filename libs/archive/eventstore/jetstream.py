@@ -156,8 +156,15 @@ class JetStreamEventStore(EventStore):
         self._validate(events, expected_version)
         subject = self.subject(name)
         cached = subject in self._tails
+        # A new stream needs no look-up: "expected last subject sequence 0" makes the server
+        # itself check that the subject is empty.
+        presumed_new = expected_version is NO_STREAM and not cached
         for _attempt in range(_ANY_RETRIES):
-            tail = self._tails.get(subject) if cached else await self._fetch_tail(subject)
+            if presumed_new:
+                presumed_new = False
+                tail = None
+            else:
+                tail = self._tails.get(subject) if cached else await self._fetch_tail(subject)
             current = tail[0] if tail else None
             if not _matches(expected_version, current):
                 if cached:  # our cache may be behind another writer: look before judging

@@ -1,0 +1,273 @@
+"""Ingest benchmark: 30 KB deposits end to end (receipt = bytes fsynced and event acknowledged)
+with concurrent clients, beside the raw limits of each stage measured in the same run.
+
+    python -m tools.bench.ingest [--documents 3000] [--concurrency 64] [--out FILE]
+
+Documents are 30 KB PDFs (a PDF header, then random bytes), the statements and invoices of
+the mission. The ingest service runs as its own process (as in `make run`), with a real nats-server and the
+filesystem blob store under a temporary directory. Raw stages, each on the same machine now:
+- sha256: hashlib over the same 30 KB documents (one core);
+- grpc_client_streaming: the same messages (header + one 30 KB chunk) to a trivial grpc.aio
+  servicer in its own process that only counts bytes, with the same concurrency;
+- jetstream_publish: plain nats-py publishes of a message the size of our event, awaited
+  with the same concurrency;
+- fsync_file_write: write + fsync + rename of 30 KB files, the blob store's durability floor.
+The ratio is ours over the slowest raw stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+import nats
+
+from archive.natsserver import NatsServer, free_port
+from archive.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc, tenancy_pb2, tenancy_pb2_grpc
+
+OPERATOR = "bench-operator-token-0123456789abcdef"
+DOC_BYTES = 30 * 1024
+PDF_HEADER = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
+
+
+def _requests(content: bytes, name: str) -> Iterator[ingest_pb2.UploadRequest]:
+    yield ingest_pb2.UploadRequest(
+        header=ingest_pb2.UploadHeader(file_name=name, idempotency_key=name)
+    )
+    yield ingest_pb2.UploadRequest(chunk=content)
+
+
+async def _wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+async def _run_concurrently(count: int, concurrency: int, one: Any) -> float:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await one(queue.get_nowait())
+
+    t = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    return time.perf_counter() - t
+
+
+def _start(code: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    # BENCH_PROFILE=out.txt records the service with py-spy (if installed) for a look inside.
+    profile = os.environ.get("BENCH_PROFILE")
+    prefix = (
+        ["py-spy", "record", "--nonblocking", "--gil", "-r", "50", "-f", "raw", "-o", profile, "--"]
+        if profile
+        else []
+    )
+    return subprocess.Popen(
+        [*prefix, sys.executable, "-c", code],
+        env={**os.environ, **env},
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def bench(documents: int, concurrency: int) -> dict[str, Any]:
+    # Statements and invoices: PDF documents (header + incompressible body) of exactly 30 KB.
+    docs = [PDF_HEADER + os.urandom(DOC_BYTES - len(PDF_HEADER)) for _ in range(documents)]
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        with NatsServer(store_dir=tmp / "nats") as server:
+            port = free_port()
+            ingest = _start(
+                "import asyncio; from archive.config import Settings; "
+                "from services.ingest.main import run; asyncio.run(run(Settings.from_env()))",
+                {
+                    "ARCHIVE_NATS_URL": server.url,
+                    "ARCHIVE_GRPC_PORT": str(port),
+                    "ARCHIVE_DATA_DIR": str(tmp / "ingest"),
+                    "ARCHIVE_BLOB_DIR": str(tmp / "blobs"),
+                    "ARCHIVE_OPERATOR_TOKEN": OPERATOR,
+                    "ARCHIVE_LOG_LEVEL": "WARNING",
+                },
+                tmp / "ingest.log",
+            )
+            try:
+                await _wait_port(port)
+                results["ours"] = await _bench_ingest(port, docs, concurrency)
+            finally:
+                ingest.send_signal(2)  # SIGINT: a graceful stop (and py-spy writes its file)
+                ingest.wait(20)
+            results["raw_jetstream_publish"] = await _bench_jetstream(
+                server.url, documents, concurrency
+            )
+        results["raw_grpc_client_streaming"] = await _bench_grpc(tmp, docs, concurrency)
+        results["raw_fsync_file_write"] = _bench_fsync(tmp / "fsync", docs, concurrency)
+    t = time.perf_counter()
+    for d in docs:
+        hashlib.sha256(d).digest()
+    results["raw_sha256"] = {"docs_per_s": round(documents / (time.perf_counter() - t), 1)}
+    raw = {k: v["docs_per_s"] for k, v in results.items() if k.startswith("raw_")}
+    slowest = min(raw, key=lambda k: raw[k])
+    ours = results["ours"]["docs_per_s"]
+    return {
+        "benchmark": "ingest",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "document_bytes": DOC_BYTES,
+        "documents": documents,
+        "concurrency": concurrency,
+        "results": results,
+        "slowest_raw_stage": slowest,
+        "ratio_to_slowest_raw": round(ours / raw[slowest], 3),
+        "target_docs_per_s": 1000,
+    }
+
+
+async def _bench_ingest(port: int, docs: list[bytes], concurrency: int) -> dict[str, Any]:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    created = await tenancy_pb2_grpc.TenantAdminStub(channel).CreateTenant(
+        tenancy_pb2.CreateTenantRequest(tenant=common_pb2.TenantId(value="bench")),
+        metadata=(("authorization", f"Bearer {OPERATOR}"),),
+    )
+    auth = (("authorization", f"Bearer {created.token.token}"),)
+    stub = ingest_pb2_grpc.IngestStub(channel)
+    run_id = uuid.uuid4().hex[:8]
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        t = time.perf_counter()
+        receipt = await stub.Upload(_requests(docs[i], f"{run_id}-{i}.bin"), metadata=auth)
+        latencies.append(time.perf_counter() - t)
+        assert receipt.size_bytes == DOC_BYTES
+
+    await one(0)  # warm up: first call pays for connection and caches
+    latencies.clear()
+    seconds = await _run_concurrently(len(docs) - 1, concurrency, lambda i: one(i + 1))
+    await channel.close()
+    latencies.sort()
+    return {
+        "docs_per_s": round((len(docs) - 1) / seconds, 1),
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
+    }
+
+
+async def _bench_jetstream(url: str, count: int, concurrency: int) -> dict[str, Any]:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(name="RAWBENCH", subjects=["rawbench.>"])
+    payload = os.urandom(450)  # about the size of a stored DocumentIngested envelope
+
+    async def one(i: int) -> None:
+        await js.publish(f"rawbench.{i % 100}", payload, headers={"Nats-Msg-Id": str(i)})
+
+    seconds = await _run_concurrently(count, concurrency, one)
+    await nc.close()
+    return {"docs_per_s": round(count / seconds, 1), "message_bytes": len(payload)}
+
+
+_SINK = """
+import asyncio, grpc, sys
+from archive.v1 import ingest_pb2, ingest_pb2_grpc
+class Sink(ingest_pb2_grpc.IngestServicer):
+    async def Upload(self, it, context):
+        n = 0
+        async for m in it:
+            n += len(m.chunk)
+        return ingest_pb2.DepositReceipt(size_bytes=n)
+async def main():
+    server = grpc.aio.server()
+    ingest_pb2_grpc.add_IngestServicer_to_server(Sink(), server)
+    server.add_insecure_port("127.0.0.1:" + sys.argv[1])
+    await server.start()
+    await server.wait_for_termination()
+asyncio.run(main())
+"""
+
+
+async def _bench_grpc(tmp: Path, docs: list[bytes], concurrency: int) -> dict[str, Any]:
+    port = free_port()
+    sink = subprocess.Popen([sys.executable, "-c", _SINK, str(port)])
+    try:
+        await _wait_port(port)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        stub = ingest_pb2_grpc.IngestStub(channel)
+
+        async def one(i: int) -> None:
+            await stub.Upload(_requests(docs[i], f"{i}.bin"))
+
+        await one(0)
+        seconds = await _run_concurrently(len(docs), concurrency, one)
+        await channel.close()
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    return {"docs_per_s": round(len(docs) / seconds, 1)}
+
+
+def _bench_fsync(root: Path, docs: list[bytes], concurrency: int) -> dict[str, Any]:
+    """What the blob store must do for each document, with as many in flight as clients:
+    write, fsync, rename into a sharded directory, fsync that directory."""
+
+    def one(i: int) -> None:
+        directory = root / f"{i % 256:02x}"
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp_path = directory / f"{i}.tmp"
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, docs[i])
+        os.fsync(fd)
+        os.close(fd)
+        os.rename(tmp_path, directory / f"{i}.bin")
+        dir_fd = os.open(directory, os.O_RDONLY)
+        os.fsync(dir_fd)
+        os.close(dir_fd)
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(len(docs))))
+    return {"docs_per_s": round(len(docs) / (time.perf_counter() - t), 1), "threads": concurrency}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--documents", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--out", type=Path)
+    ns = parser.parse_args()
+    report = asyncio.run(bench(ns.documents, ns.concurrency))
+    text = json.dumps(report, indent=2)
+    print(text)
+    if ns.out:
+        ns.out.parent.mkdir(parents=True, exist_ok=True)
+        ns.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
