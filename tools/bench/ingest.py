@@ -4,8 +4,8 @@ with concurrent clients, beside the raw limits of each stage measured in the sam
     python -m tools.bench.ingest [--documents 3000] [--concurrency 64] [--out FILE]
 
 Documents are 30 KB PDFs (a PDF header, then random bytes), the statements and invoices of
-the mission. The ingest service runs as its own process (as in `make run`), with a real nats-server and the
-filesystem blob store under a temporary directory. Raw stages, each on the same machine now:
+the mission. The ingest service runs as its own process (as in `make run`), with a real
+nats-server and the filesystem blob store under a temporary directory. Raw stages, each on the same machine now:
 - sha256: hashlib over the same 30 KB documents (one core);
 - grpc_client_streaming: the same messages (header + one 30 KB chunk) to a trivial grpc.aio
   servicer in its own process that only counts bytes, with the same concurrency;
@@ -212,7 +212,7 @@ asyncio.run(main())
 
 async def _bench_grpc(tmp: Path, docs: list[bytes], concurrency: int) -> dict[str, Any]:
     port = free_port()
-    sink = subprocess.Popen([sys.executable, "-c", _SINK, str(port)])
+    sink = subprocess.Popen([sys.executable, "-c", _SINK, str(port)])  # noqa: ASYNC220
     try:
         await _wait_port(port)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
