@@ -5,7 +5,8 @@ with concurrent clients, beside the raw limits of each stage measured in the sam
 
 Documents are 30 KB PDFs (a PDF header, then random bytes), the statements and invoices of
 the mission. The ingest service runs as its own process (as in `make run`), with a real
-nats-server and the filesystem blob store under a temporary directory. Raw stages, each on the same machine now:
+nats-server and the filesystem blob store under a temporary directory. Raw stages, each on
+the same machine now:
 - sha256: hashlib over the same 30 KB documents (one core);
 - grpc_client_streaming: the same messages (header + one 30 KB chunk) to a trivial grpc.aio
   servicer in its own process that only counts bytes, with the same concurrency;
