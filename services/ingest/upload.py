@@ -143,17 +143,33 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
 async def _content(
     messages: AsyncIterator[ingest_pb2.UploadRequest], head: bytearray
 ) -> AsyncIterator[bytes]:
-    """The content chunks; keeps the first bytes for format identification and refuses a
-    second header (raised inside the blob write, which then keeps nothing)."""
+    """The content chunks, up to the UploadEnd; keeps the first bytes for format
+    identification. Everything refused here is raised inside the blob write, which then keeps
+    nothing: a second header, a missing or wrong UploadEnd, anything after it."""
+    size = 0
     async for message in messages:
         part = message.WhichOneof("part")
-        if part == "header":
+        if part == "chunk":
+            chunk = message.chunk
+            size += len(chunk)
+            if len(head) < HEAD_BYTES:
+                head.extend(chunk[: HEAD_BYTES - len(head)])
+            yield chunk
+        elif part == "end":
+            if message.end.size_bytes != size:
+                raise InvalidArgument(
+                    "end.size_bytes",
+                    f"the UploadEnd announces {message.end.size_bytes} bytes but {size} arrived",
+                )
+            if await anext(messages, None) is not None:
+                raise InvalidArgument("end", "nothing may follow the UploadEnd")
+            return
+        elif part == "header":
             raise InvalidArgument(
                 "header", "a second UploadHeader arrived; send exactly one, first"
             )
-        if part != "chunk":
-            continue  # an empty message carries nothing
-        chunk = message.chunk
-        if len(head) < HEAD_BYTES:
-            head.extend(chunk[: HEAD_BYTES - len(head)])
-        yield chunk
+    raise InvalidArgument(
+        "end",
+        "the upload stopped before its UploadEnd (client cancelled or crashed?); nothing was "
+        "stored: send the content again, then an UploadEnd with its size",
+    )

@@ -69,12 +69,19 @@ class Stack:
 
 
 def requests(
-    header: ingest_pb2.UploadHeader | None, content: bytes, chunk: int = 64 * 1024
+    header: ingest_pb2.UploadHeader | None,
+    content: bytes,
+    chunk: int = 64 * 1024,
+    end: int | None = -1,
 ) -> Iterable[ingest_pb2.UploadRequest]:
+    """An upload's messages; `end` None leaves out the UploadEnd, -1 announces the real size."""
     if header is not None:
         yield ingest_pb2.UploadRequest(header=header)
     for i in range(0, len(content), chunk):
         yield ingest_pb2.UploadRequest(chunk=content[i : i + chunk])
+    if end is not None:
+        size = len(content) if end == -1 else end
+        yield ingest_pb2.UploadRequest(end=ingest_pb2.UploadEnd(size_bytes=size))
 
 
 @pytest.fixture
@@ -250,6 +257,18 @@ BAD_UPLOADS = {
         b"x" * (2 * 1024 * 1024 + 1),
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     ),
+    "stream stops before its end (truncated)": (
+        ingest_pb2.UploadHeader(file_name="cut.bin"),
+        b"x" * 100_000,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        None,
+    ),
+    "end announces another size": (
+        ingest_pb2.UploadHeader(file_name="cut.bin"),
+        b"x" * 1000,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        999,
+    ),
     "wrong expected digest": (
         ingest_pb2.UploadHeader(file_name="a", expected_sha256_hex="0" * 64),
         b"x",
@@ -260,10 +279,12 @@ BAD_UPLOADS = {
 
 @pytest.mark.parametrize("case", BAD_UPLOADS, ids=list(BAD_UPLOADS))
 async def test_bad_uploads_are_refused_and_leave_nothing(stack: Stack, case: str) -> None:
-    header, content, code = BAD_UPLOADS[case]
+    header, content, code, *end = BAD_UPLOADS[case]
     before = await stack.store.last_position()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stack.ingest.Upload(requests(header, content), metadata=stack.auth())
+        await stack.ingest.Upload(
+            requests(header, content, end=end[0] if end else -1), metadata=stack.auth()
+        )
     assert caught.value.code() == code, caught.value.details()
     assert caught.value.details()  # a message a person can act on
     assert await stack.store.last_position() == before
@@ -278,6 +299,7 @@ async def test_header_twice_is_refused_and_leaves_nothing(stack: Stack) -> None:
         yield ingest_pb2.UploadRequest(chunk=b"abc")
         yield ingest_pb2.UploadRequest(header=header)
         yield ingest_pb2.UploadRequest(chunk=b"def")
+        yield ingest_pb2.UploadRequest(end=ingest_pb2.UploadEnd(size_bytes=6))
 
     before = await stack.store.last_position()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -381,3 +403,24 @@ async def test_damaged_content_ends_the_download_with_data_loss(stack: Stack) ->
         ):
             pass
     assert caught.value.code() == grpc.StatusCode.DATA_LOSS
+
+
+async def test_client_cancelling_mid_upload_stores_nothing(stack: Stack) -> None:
+    sent = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[ingest_pb2.UploadRequest]:
+        yield ingest_pb2.UploadRequest(header=ingest_pb2.UploadHeader(file_name="half.bin"))
+        yield ingest_pb2.UploadRequest(chunk=b"x" * 50_000)
+        sent.set()
+        await asyncio.sleep(30)  # the client "dies" before the rest
+
+    before = await stack.store.last_position()
+    call = stack.ingest.Upload(stalled(), metadata=stack.auth())
+    await sent.wait()
+    await asyncio.sleep(0.2)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.sleep(0.5)  # give the server time to (not) commit
+    assert await stack.store.last_position() == before
+    assert stored_blobs(stack.blob_root) == []

@@ -52,6 +52,7 @@ def _requests(content: bytes, name: str) -> Iterator[ingest_pb2.UploadRequest]:
         header=ingest_pb2.UploadHeader(file_name=name, idempotency_key=name)
     )
     yield ingest_pb2.UploadRequest(chunk=content)
+    yield ingest_pb2.UploadRequest(end=ingest_pb2.UploadEnd(size_bytes=len(content)))
 
 
 async def _wait_port(port: int, timeout: float = 30.0) -> None:

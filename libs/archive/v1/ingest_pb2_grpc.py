@@ -45,8 +45,10 @@ class IngestServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Upload(self, request_iterator, context):
-        """First message: the header; then the content in chunks (at most 1 MiB each). The receipt
-        is sent only when both the bytes and the DocumentIngested event are durable.
+        """First message: the header; then the content in chunks (at most 1 MiB each); last, an
+        UploadEnd with the total size. The receipt is sent only when both the bytes and the
+        DocumentIngested event are durable. A stream that stops before its UploadEnd (a client
+        that crashed or cancelled) stores nothing: its end cannot be told from a truncation.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,195 @@
+"""Typed exceptions for archive callers, mapped from gRPC status codes and ErrorInfo reasons.
+
+Callers catch what they mean (`except NotFound`, `except Unavailable`) instead of comparing
+status codes. Every exception keeps what the server said: the gRPC code, the stable ErrorInfo
+`reason`, the BadRequest field violations, the RetryInfo delay and the correlation id to quote
+when reporting a problem (docs/errors.md is the server side of this table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import grpc
+import grpc.aio
+from google.rpc import error_details_pb2, status_pb2
+
+STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
+DIGEST_MISMATCH_REASON: Final = "DIGEST_MISMATCH"
+
+
+class ArchiveError(Exception):
+    """Base of every error the client raises on purpose.
+
+    `code` is the gRPC status code (None for errors found on the client side), `reason` the
+    ErrorInfo reason (UPPER_SNAKE_CASE, stable: switch on it rather than on the message),
+    `field_violations` pairs of (field path, what is expected), `retry_delay` the server's
+    RetryInfo in seconds, `correlation_id` the id the server logged the failure under.
+    `idempotency_key` is set on errors from `upload`: retrying with that key is always safe.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: grpc.StatusCode | None = None,
+        reason: str = "",
+        field_violations: Sequence[tuple[str, str]] = (),
+        correlation_id: str = "",
+        metadata: Mapping[str, str] | None = None,
+        retry_delay: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.reason = reason
+        self.field_violations: tuple[tuple[str, str], ...] = tuple(field_violations)
+        self.correlation_id = correlation_id
+        self.metadata: dict[str, str] = dict(metadata or {})
+        self.retry_delay = retry_delay
+        self.idempotency_key: str | None = None
+        self.attempts = 1
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        code = self.code.name if self.code is not None else None
+        return f"{type(self).__name__}({self.message!r}, code={code}, reason={self.reason!r})"
+
+
+class ConfigurationError(ArchiveError, ValueError):
+    """The client is not configured for this call (no endpoint, no token, unreadable env
+    file). The message names the variable; it never contains a token."""
+
+
+class InvalidArgument(ArchiveError, ValueError):
+    """INVALID_ARGUMENT: fix the request (see `field_violations`); retrying unchanged fails."""
+
+
+class Unauthenticated(ArchiveError):
+    """UNAUTHENTICATED: missing, malformed, unknown or revoked token."""
+
+
+class PermissionDenied(ArchiveError):
+    """PERMISSION_DENIED: a valid token of the wrong kind (tenant vs operator)."""
+
+
+class NotFound(ArchiveError, LookupError):
+    """NOT_FOUND: the document, tenant or token does not exist (for this tenant)."""
+
+
+class AlreadyExists(ArchiveError):
+    """ALREADY_EXISTS: e.g. a tenant of that name exists."""
+
+
+class ResourceExhausted(ArchiveError):
+    """RESOURCE_EXHAUSTED: over a size limit (or quota); retrying unchanged fails."""
+
+
+class Conflict(ArchiveError):
+    """ABORTED: a concurrent change won; re-read, decide again, retry the whole operation."""
+
+
+class Unavailable(ArchiveError):
+    """UNAVAILABLE: the service or one of its dependencies is down; retry later. Raised only
+    after the client's own bounded retries are used up."""
+
+
+class DeadlineExceeded(Unavailable):
+    """DEADLINE_EXCEEDED: no answer in time; treated like Unavailable (retried, then raised)."""
+
+
+class Unimplemented(ArchiveError):
+    """UNIMPLEMENTED: the server does not offer this method; check server and client versions."""
+
+
+class IntegrityError(ArchiveError):
+    """Content does not match its digest or size. Raised by the client when it checks a
+    download or a receipt itself; `expected` and `actual` say what differed."""
+
+    def __init__(self, message: str, *, expected: str = "", actual: str = "", **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.expected = expected
+        self.actual = actual
+
+
+class DigestMismatch(InvalidArgument, IntegrityError):
+    """The server refused a deposit whose bytes differ from the announced SHA-256 (reason
+    DIGEST_MISMATCH): altered in transit, or the file changed while it was read. Nothing was
+    stored. Both an InvalidArgument and an IntegrityError, so either `except` catches it."""
+
+
+_BY_CODE: Final[dict[grpc.StatusCode, type[ArchiveError]]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.ABORTED: Conflict,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
+}
+
+# Codes on which repeating the very same request is safe and may succeed.
+RETRYABLE_CODES: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+def error_from_rpc(error: grpc.RpcError, correlation_id: str = "") -> ArchiveError:
+    """The typed exception for a failed call, with the rich details the server attached.
+    `correlation_id` is the one the client sent, used when the server gave none."""
+    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
+    message: str = error.details() or code.name.lower().replace("_", " ")  # type: ignore[attr-defined]
+    status = _rich_status(error)
+    reason = ""
+    metadata: dict[str, str] = {}
+    violations: list[tuple[str, str]] = []
+    retry_delay: float | None = None
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason = info.reason
+                metadata = dict(info.metadata)
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations.extend((v.field, v.description) for v in bad.field_violations)
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                detail.Unpack(retry)
+                retry_delay = retry.retry_delay.ToNanoseconds() / 1e9
+    cls = _BY_CODE.get(code, ArchiveError)
+    if code is grpc.StatusCode.INVALID_ARGUMENT and reason == DIGEST_MISMATCH_REASON:
+        cls = DigestMismatch
+    kwargs: dict[str, Any] = {
+        "code": code,
+        "reason": reason or code.name,
+        "field_violations": violations,
+        "correlation_id": metadata.get("correlation_id", correlation_id),
+        "metadata": metadata,
+        "retry_delay": retry_delay,
+    }
+    if issubclass(cls, IntegrityError):
+        return cls(
+            message,
+            expected=metadata.get("expected", ""),
+            actual=metadata.get("actual", ""),
+            **kwargs,
+        )
+    return cls(message, **kwargs)
+
+
+def _rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
+    trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            try:
+                return status_pb2.Status.FromString(value)
+            except Exception:  # a garbled trailer must not hide the real error
+                return None
+    return None

@@ -1,0 +1,240 @@
+"""Plain result types: what a caller reads, without protobuf in the way.
+
+Digests are lower-case hex strings (what `hashlib.sha256(data).hexdigest()` gives and what
+`sha256sum` prints), times are timezone-aware UTC datetimes, sizes are ints. `to_dict()`
+gives JSON-ready values (ISO 8601 times), used by `archivectl --json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from archive.v1 import common_pb2, events_pb2, ingest_pb2, search_pb2, tenancy_pb2
+
+
+@dataclass(frozen=True)
+class ScanProvenance:
+    """Who digitised a paper original, when, on what device and with what settings."""
+
+    operator: str = ""
+    scanned_at: datetime | None = None
+    device: str = ""
+    settings: str = ""
+
+    def to_proto(self) -> events_pb2.ScanProvenance:
+        message = events_pb2.ScanProvenance(
+            operator=self.operator, device=self.device, settings=self.settings
+        )
+        if self.scanned_at is not None:
+            message.scanned_at.CopyFrom(_timestamp(self.scanned_at))
+        return message
+
+    @classmethod
+    def from_proto(cls, message: events_pb2.ScanProvenance) -> ScanProvenance:
+        return cls(
+            operator=message.operator,
+            scanned_at=_datetime(message.scanned_at) if message.HasField("scanned_at") else None,
+            device=message.device,
+            settings=message.settings,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "operator": self.operator,
+            "scanned_at": _iso(self.scanned_at),
+            "device": self.device,
+            "settings": self.settings,
+        }
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The archive's answer to a deposit. `replayed` is True when it answers a retry with an
+    idempotency key already used: the original receipt, nothing new stored."""
+
+    tenant: str
+    document_id: str
+    sha256: str
+    sha512: str
+    size: int
+    file_name: str
+    media_type: str
+    puid: str
+    format_name: str
+    received_at: datetime | None
+    event_position: int
+    replayed: bool
+    idempotency_key: str
+
+    @classmethod
+    def from_proto(cls, message: ingest_pb2.DepositReceipt, idempotency_key: str) -> Receipt:
+        return cls(
+            tenant=message.tenant.value,
+            document_id=message.document_id.value,
+            sha256=_hex(message.sha256),
+            sha512=_hex(message.sha512),
+            size=message.size_bytes,
+            # The archive's own identification, falling back to what the client declared.
+            media_type=message.format.media_type or message.media_type,
+            file_name=message.file_name,
+            puid=message.format.puid,
+            format_name=message.format.name,
+            received_at=_datetime(message.received_at) if message.HasField("received_at") else None,
+            event_position=message.event_position,
+            replayed=message.replayed,
+            idempotency_key=idempotency_key,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "document_id": self.document_id,
+            "sha256": self.sha256,
+            "sha512": self.sha512,
+            "size": self.size,
+            "file_name": self.file_name,
+            "media_type": self.media_type,
+            "puid": self.puid,
+            "format_name": self.format_name,
+            "received_at": _iso(self.received_at),
+            "event_position": self.event_position,
+            "replayed": self.replayed,
+            "idempotency_key": self.idempotency_key,
+        }
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A document as the archive's registry knows it."""
+
+    tenant: str
+    document_id: str
+    sha256: str
+    sha512: str
+    size: int
+    file_name: str
+    media_type: str
+    puid: str
+    format_name: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    document_class: str = ""
+    received_at: datetime | None = None
+    scan_provenance: ScanProvenance | None = None
+    event_position: int = 0
+
+    @classmethod
+    def from_proto(cls, message: search_pb2.DocumentInfo) -> DocumentInfo:
+        return cls(
+            tenant=message.tenant.value,
+            document_id=message.document_id.value,
+            sha256=_hex(message.sha256),
+            sha512=_hex(message.sha512),
+            size=message.size_bytes,
+            file_name=message.file_name,
+            media_type=message.format.media_type or message.media_type,
+            puid=message.format.puid,
+            format_name=message.format.name,
+            metadata=dict(message.metadata),
+            document_class=message.document_class,
+            received_at=_datetime(message.received_at) if message.HasField("received_at") else None,
+            scan_provenance=ScanProvenance.from_proto(message.scan_provenance)
+            if message.HasField("scan_provenance")
+            else None,
+            event_position=message.event_position,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "document_id": self.document_id,
+            "sha256": self.sha256,
+            "sha512": self.sha512,
+            "size": self.size,
+            "file_name": self.file_name,
+            "media_type": self.media_type,
+            "puid": self.puid,
+            "format_name": self.format_name,
+            "metadata": dict(self.metadata),
+            "document_class": self.document_class,
+            "received_at": _iso(self.received_at),
+            "scan_provenance": self.scan_provenance.to_dict() if self.scan_provenance else None,
+            "event_position": self.event_position,
+        }
+
+
+@dataclass(frozen=True)
+class DocumentPage:
+    """One page of a listing; `next_page_token` is empty on the last page."""
+
+    documents: list[DocumentInfo]
+    next_page_token: str
+
+    @classmethod
+    def from_proto(cls, message: search_pb2.ListDocumentsResponse) -> DocumentPage:
+        return cls(
+            documents=[DocumentInfo.from_proto(d) for d in message.documents],
+            next_page_token=message.page.next_page_token,
+        )
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a tenant token belongs to (`whoami`)."""
+
+    tenant: str
+    token_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "token_id": self.token_id}
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly issued tenant token. `token` is the secret, shown once by the archive and
+    never retrievable again: store it now. It is left out of repr() so logs don't catch it."""
+
+    tenant: str
+    token_id: str
+    token: str = field(repr=False)
+    issued_at: datetime | None = None
+
+    @classmethod
+    def from_proto(cls, tenant: str, message: tenancy_pb2.IssuedToken) -> IssuedToken:
+        return cls(
+            tenant=tenant,
+            token_id=message.token_id,
+            token=message.token,
+            issued_at=_datetime(message.issued_at) if message.HasField("issued_at") else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "token_id": self.token_id,
+            "token": self.token,
+            "issued_at": _iso(self.issued_at),
+        }
+
+
+def _hex(digest: common_pb2.Digest) -> str:
+    return digest.value.hex()
+
+
+def _datetime(timestamp: Timestamp) -> datetime:
+    return timestamp.ToDatetime(tzinfo=UTC)
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    if moment.tzinfo is None:
+        raise ValueError("scanned_at must be timezone-aware (e.g. datetime.now(UTC))")
+    timestamp = Timestamp()
+    timestamp.FromDatetime(moment)
+    return timestamp
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None

@@ -1,0 +1,708 @@
+"""archivectl: deposit, find and retrieve documents, and administer tenants, from a shell.
+
+A thin layer over the Python SDK (`archive.client`): argument parsing, output for people
+(one line per thing) or for programs (`--json`, one JSON object per line), a progress bar on a
+terminal, and exit codes scripts can rely on (see EPILOG and docs/cli.md).
+
+Tokens come only from the environment or an env file, never from flags: command lines end up in
+shell histories and `ps` listings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from archive.client import (
+    ENV_ENDPOINT,
+    ArchiveClient,
+    ArchiveError,
+    ClientConfig,
+    ConfigurationError,
+    DocumentInfo,
+    IntegrityError,
+    InvalidArgument,
+    IssuedToken,
+    NotFound,
+    PermissionDenied,
+    Receipt,
+    Unauthenticated,
+    Unavailable,
+)
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_AUTH: Final = 3
+EXIT_NOT_FOUND: Final = 4
+EXIT_UNAVAILABLE: Final = 5
+EXIT_INTEGRITY: Final = 6
+EXIT_INTERRUPTED: Final = 130
+
+DEFAULT_CONCURRENCY: Final = 8
+DEFAULT_RETRIES: Final = 4
+
+_ENVIRONMENT: Final = """\
+environment:
+  ARCHIVE_ENDPOINT        host:port of the archive
+  ARCHIVE_TOKEN           tenant token (put, get, ls, info, whoami)
+  ARCHIVE_OPERATOR_TOKEN  operator token (tenant, token)
+  --env-file FILE reads KEY=VALUE lines (such as the launcher's var/archive.env);
+  a variable set in the environment wins over the file.
+"""
+_EXIT_CODES: Final = """\
+exit codes:
+  0  success
+  1  some operations failed (e.g. one of several files of a put)
+  2  usage or configuration error (bad arguments, ARCHIVE_ENDPOINT or token not set,
+     file not found, request refused as invalid)
+  3  authentication or permission refused
+  4  not found
+  5  service unavailable (after retries)
+  6  integrity failure (content does not match its SHA-256 or size)
+  When every file of a put fails for the same kind of reason, put exits with that
+  reason's code.
+"""
+_EXAMPLES: Final = """\
+examples:
+  export ARCHIVE_ENDPOINT=localhost:50051 ARCHIVE_TOKEN=arc_...
+  archivectl put invoices/ --class invoice --meta year=2025
+  archivectl ls --class invoice --limit 10
+  archivectl get 3f1c...-uuid -o copy.pdf
+  archivectl --env-file var/archive.env tenant create acme --json   (operator token)
+"""
+EPILOG: Final = f"{_ENVIRONMENT}\n{_EXIT_CODES}\n{_EXAMPLES}"
+SUBCOMMAND_EPILOG: Final = f"{_ENVIRONMENT}\n{_EXIT_CODES}"
+
+
+class UsageError(Exception):
+    """Bad input found before anything was sent: exit code 2."""
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code for an error."""
+    if isinstance(exc, IntegrityError):  # before InvalidArgument: DigestMismatch is both
+        return EXIT_INTEGRITY
+    if isinstance(exc, UsageError | ConfigurationError | InvalidArgument):
+        return EXIT_USAGE
+    if isinstance(exc, Unauthenticated | PermissionDenied):
+        return EXIT_AUTH
+    if isinstance(exc, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, Unavailable):
+        return EXIT_UNAVAILABLE
+    return EXIT_FAILED
+
+
+# ---- arguments ----
+
+
+def _meta(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return number
+
+
+def _non_negative(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}")
+    return value
+
+
+def _add_connection_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # Accepted before and after the command; after it, they only count when given
+    # (SUPPRESS keeps a subcommand's default from hiding a value given before it).
+    default: Any = None if top else argparse.SUPPRESS
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--env-file",
+        metavar="FILE",
+        default=default,
+        help="read ARCHIVE_* settings from FILE (the environment wins)",
+    )
+    group.add_argument(
+        "--endpoint",
+        metavar="HOST:PORT",
+        default=default,
+        help="archive address (overrides ARCHIVE_ENDPOINT)",
+    )
+    group.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=default,
+        help="deadline of each request other than transfers (default 30)",
+    )
+    group.add_argument(
+        "--retries",
+        metavar="N",
+        type=_non_negative,
+        default=DEFAULT_RETRIES if top else argparse.SUPPRESS,
+        help=f"retries when the archive is unavailable (default {DEFAULT_RETRIES})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archivectl",
+        description="Deposit, find and retrieve documents in the archive; administer tenants.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_connection_options(parser, top=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        help_text: str,
+        run: Callable[[argparse.Namespace, ClientConfig], Awaitable[int]] | None,
+        needs: str = "tenant",
+    ) -> argparse.ArgumentParser:
+        sub = parent.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=SUBCOMMAND_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if run is not None:
+            sub.set_defaults(run=run, needs=needs)
+            _add_connection_options(sub, top=False)
+        return sub
+
+    def json_flag(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    put = command(commands, "put", "deposit files (directories are walked recursively)", _put)
+    put.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    put.add_argument(
+        "--meta",
+        type=_meta,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="metadata for every document (repeatable)",
+    )
+    put.add_argument(
+        "--class",
+        dest="document_class",
+        default="",
+        metavar="CLASS",
+        help="document class, e.g. invoice (drives retention)",
+    )
+    put.add_argument(
+        "--media-type",
+        default="",
+        metavar="TYPE",
+        help="declared media type (the archive also identifies formats itself)",
+    )
+    put.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"uploads in flight (default {DEFAULT_CONCURRENCY})",
+    )
+    json_flag(put)
+
+    get = command(commands, "get", "retrieve a document, verified against its SHA-256", _get)
+    get.add_argument("document_id", metavar="ID")
+    get.add_argument(
+        "-o", "--output", required=True, metavar="PATH", help="where to write it ('-' for stdout)"
+    )
+    json_flag(get)
+
+    ls = command(commands, "ls", "list documents, newest first", _ls)
+    ls.add_argument("--class", dest="document_class", default="", metavar="CLASS")
+    ls.add_argument(
+        "--meta",
+        type=_meta,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only documents with this metadata (repeatable)",
+    )
+    ls.add_argument("--limit", type=_positive, default=None, metavar="N")
+    json_flag(ls)
+
+    info = command(commands, "info", "show a document's record", _info)
+    info.add_argument("document_id", metavar="ID")
+    json_flag(info)
+
+    whoami = command(commands, "whoami", "show the tenant and token id of ARCHIVE_TOKEN", _whoami)
+    json_flag(whoami)
+
+    tenant = command(commands, "tenant", "administer tenants (operator token)", None)
+    tenant_commands = tenant.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
+    create = command(
+        tenant_commands,
+        "create",
+        "create a tenant and print its first token",
+        _tenant_create,
+        needs="operator",
+    )
+    create.add_argument("tenant", metavar="NAME")
+    create.add_argument("--display-name", default="", metavar="TEXT")
+    json_flag(create)
+
+    token = command(commands, "token", "issue and revoke tenant tokens (operator token)", None)
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    issue = command(
+        token_commands, "issue", "issue a new token and print it", _token_issue, needs="operator"
+    )
+    issue.add_argument("tenant", metavar="TENANT")
+    issue.add_argument("--description", default="", metavar="TEXT")
+    json_flag(issue)
+    revoke = command(
+        token_commands, "revoke", "revoke a token by its id", _token_revoke, needs="operator"
+    )
+    revoke.add_argument("tenant", metavar="TENANT")
+    revoke.add_argument("token_id", metavar="TOKEN_ID")
+    json_flag(revoke)
+    return parser
+
+
+# ---- entry point ----
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error argparse has already explained
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        # Local checks before any connection.
+        if args.command == "put":
+            args.files = collect_files(args.paths)
+        elif args.command == "get" and args.output != "-":
+            check_output(args.output)
+        config = _config(args)
+        # Fail once, up front, rather than once per file.
+        if args.needs == "operator":
+            config.admin_token()
+        else:
+            config.tenant_token()
+        return asyncio.run(args.run(args, config))
+    except (UsageError, ArchiveError) as exc:
+        _error(_describe(exc))
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`archivectl ls | head`); don't let Python complain again at exit.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+
+
+def _config(args: argparse.Namespace) -> ClientConfig:
+    environ = dict(os.environ)
+    if args.endpoint:
+        environ[ENV_ENDPOINT] = args.endpoint
+    overrides: dict[str, Any] = {"max_attempts": args.retries + 1}
+    if args.timeout is not None:
+        overrides["timeout"] = args.timeout
+    return ClientConfig.from_env(environ, args.env_file, **overrides)
+
+
+# ---- put ----
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    shown: str  # the path as given or walked: what the output names
+    path: Path
+    size: int
+
+
+def collect_files(arguments: Sequence[str]) -> list[LocalFile]:
+    """The files to deposit, in order: each argument, directories walked recursively (sorted,
+    regular files only; symbolic links inside a directory are skipped, named ones followed).
+    Anything missing or unreadable is a usage error, found before anything is sent."""
+    files: list[LocalFile] = []
+    for argument in arguments:
+        path = Path(argument)
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            raise UsageError(f"{argument}: no such file or directory") from None
+        except OSError as exc:
+            raise UsageError(f"{argument}: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(info.st_mode):
+            files.extend(_walk(argument))
+        elif stat.S_ISREG(info.st_mode):
+            files.append(LocalFile(argument, path, info.st_size))
+        else:
+            raise UsageError(f"{argument}: not a regular file or directory")
+    return files
+
+
+def _walk(top: str) -> Iterator[LocalFile]:
+    def fail(error: OSError) -> None:
+        raise UsageError(f"{error.filename}: {error.strerror or error}")
+
+    for directory, subdirectories, names in os.walk(top, onerror=fail):
+        subdirectories.sort()
+        for name in sorted(names):
+            shown = os.path.join(directory, name)
+            try:
+                info = os.lstat(shown)
+            except OSError as exc:
+                raise UsageError(f"{shown}: {exc.strerror or exc}") from None
+            if stat.S_ISREG(info.st_mode):
+                yield LocalFile(shown, Path(shown), info.st_size)
+
+
+async def _put(args: argparse.Namespace, config: ClientConfig) -> int:
+    files: list[LocalFile] = args.files
+    metadata = dict(args.meta)
+    stderr = sys.stderr
+    progress = Progress(stderr, len(files), sum(f.size for f in files)) if _is_tty(stderr) else None
+    pending = iter(files)
+    failures: list[int] = []
+
+    def emit(line: str, stream: TextIO) -> None:
+        if progress is not None:
+            progress.clear()
+        print(line, file=stream, flush=True)
+        if progress is not None:
+            progress.draw()
+
+    async def upload(client: ArchiveClient, item: LocalFile) -> None:
+        try:
+            receipt = await client.upload(
+                item.path,
+                media_type=args.media_type,
+                metadata=metadata,
+                document_class=args.document_class,
+                on_progress=progress.add_bytes if progress is not None else None,
+            )
+        except (ArchiveError, OSError) as exc:
+            failures.append(exit_code_for(exc))
+            if progress is not None:
+                progress.file_done(failed=True)
+            if args.json:
+                emit(_json({"file": item.shown, **_error_fields(exc)}), sys.stdout)
+            else:
+                emit(f"archivectl: {item.shown}: {_describe(exc)}", sys.stderr)
+            return
+        if progress is not None:
+            progress.file_done(failed=False)
+        if args.json:
+            emit(_json({"file": item.shown, **receipt.to_dict()}), sys.stdout)
+        else:
+            emit(_receipt_line(item.shown, receipt), sys.stdout)
+
+    async def worker(client: ArchiveClient) -> None:
+        # One shared iterator: each worker takes the next file when it is free.
+        for item in pending:
+            await upload(client, item)
+
+    async with ArchiveClient(config) as client:
+        refresher = asyncio.create_task(progress.refresh()) if progress is not None else None
+        try:
+            await asyncio.gather(
+                *(worker(client) for _ in range(min(args.concurrency, len(files))))
+            )
+        finally:
+            if refresher is not None:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
+            if progress is not None:
+                progress.finish()
+    if not failures:
+        return EXIT_OK
+    if len(failures) == len(files) and len(set(failures)) == 1:
+        return failures[0]
+    return EXIT_FAILED
+
+
+def _receipt_line(shown: str, receipt: Receipt) -> str:
+    note = "  (already deposited: original receipt)" if receipt.replayed else ""
+    return f"{shown}  {receipt.document_id}  sha256:{receipt.sha256}  {receipt.size} bytes{note}"
+
+
+class Progress:
+    """One status line on a terminal: files done/total, bytes sent, rate, failures."""
+
+    WIDTH: Final = 24
+
+    def __init__(
+        self,
+        stream: TextIO,
+        total_files: int,
+        total_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream
+        self.total_files = total_files
+        self.total_bytes = total_bytes
+        self.files_done = 0
+        self.failed = 0
+        self.bytes_sent = 0
+        self._clock = clock
+        self._started = clock()
+
+    def add_bytes(self, count: int) -> None:
+        self.bytes_sent += count
+
+    def file_done(self, *, failed: bool) -> None:
+        self.files_done += 1
+        self.failed += failed
+
+    def render(self) -> str:
+        fraction = self.bytes_sent / self.total_bytes if self.total_bytes else 1.0
+        if self.files_done == self.total_files:
+            fraction = 1.0
+        filled = round(max(0.0, min(1.0, fraction)) * self.WIDTH)
+        elapsed = max(self._clock() - self._started, 1e-6)
+        line = (
+            f"[{'#' * filled}{'-' * (self.WIDTH - filled)}] "
+            f"{self.files_done}/{self.total_files} files  "
+            f"{_size(self.bytes_sent)}/{_size(self.total_bytes)}  "
+            f"{_size(self.bytes_sent / elapsed)}/s"
+        )
+        return line + (f"  {self.failed} failed" if self.failed else "")
+
+    def draw(self) -> None:
+        self.stream.write("\r" + self.render() + "\x1b[K")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        self.stream.write("\r\x1b[K")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self.draw()
+        self.stream.write("\n")
+        self.stream.flush()
+
+    async def refresh(self, every: float = 0.2) -> None:
+        while True:
+            self.draw()
+            await asyncio.sleep(every)
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+# ---- read side ----
+
+
+def check_output(output: str) -> None:
+    target = Path(output)
+    if target.is_dir():
+        raise UsageError(f"{output}: is a directory; give the file to write")
+    if not target.parent.is_dir():
+        raise UsageError(f"{output}: directory {target.parent} does not exist")
+
+
+async def _get(args: argparse.Namespace, config: ClientConfig) -> int:
+    async with ArchiveClient(config) as client:
+        if args.output == "-":
+            return await _get_to_stdout(client, args.document_id)
+        info = await client.download(args.document_id, Path(args.output))
+    if args.json:
+        _print(_json({"file": args.output, **info.to_dict()}))
+    else:
+        _print(f"{args.output}  {info.document_id}  sha256:{info.sha256}  {info.size} bytes")
+    return EXIT_OK
+
+
+async def _get_to_stdout(client: ArchiveClient, document_id: str) -> int:
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:
+        raise UsageError("stdout does not accept bytes here; use -o PATH")
+    try:
+        async with client.open_download(document_id) as download:
+            async for chunk in download:
+                out.write(chunk)
+    except IntegrityError as exc:
+        out.flush()
+        # Bytes already went out; a file would have been withheld, a pipe cannot be.
+        _error(f"{_describe(exc)}; the bytes written to stdout must not be trusted")
+        return EXIT_INTEGRITY
+    out.flush()
+    return EXIT_OK
+
+
+async def _ls(args: argparse.Namespace, config: ClientConfig) -> int:
+    page_size = min(args.limit or 100, 1000)
+    shown = 0
+    async with ArchiveClient(config) as client:
+        async for info in client.list_documents(
+            document_class=args.document_class, metadata=dict(args.meta), page_size=page_size
+        ):
+            if args.limit is not None and shown >= args.limit:
+                break
+            _print(_json(info.to_dict()) if args.json else _listing_line(info))
+            shown += 1
+    return EXIT_OK
+
+
+def _listing_line(info: DocumentInfo) -> str:
+    received = info.received_at.strftime("%Y-%m-%dT%H:%M:%SZ") if info.received_at else "-"
+    return (
+        f"{received}  {info.document_id}  {info.size:>12}  "
+        f"{info.document_class or '-'}  {info.file_name}"
+    )
+
+
+async def _info(args: argparse.Namespace, config: ClientConfig) -> int:
+    async with ArchiveClient(config) as client:
+        info = await client.get_document(args.document_id)
+    if args.json:
+        _print(_json(info.to_dict()))
+        return EXIT_OK
+    fields = info.to_dict()
+    metadata = fields.pop("metadata")
+    provenance = fields.pop("scan_provenance")
+    for key, value in fields.items():
+        _print(f"{key + ':':<16}{'' if value is None else value}")
+    for key, value in sorted(metadata.items()):
+        _print(f"{'metadata.' + key + ':':<16}{value}")
+    for key, value in (provenance or {}).items():
+        _print(f"{'scan.' + key + ':':<16}{'' if value is None else value}")
+    return EXIT_OK
+
+
+async def _whoami(args: argparse.Namespace, config: ClientConfig) -> int:
+    async with ArchiveClient(config) as client:
+        identity = await client.whoami()
+    if args.json:
+        _print(_json(identity.to_dict()))
+    else:
+        _print(f"tenant:   {identity.tenant}\ntoken_id: {identity.token_id}")
+    return EXIT_OK
+
+
+# ---- administration ----
+
+
+async def _tenant_create(args: argparse.Namespace, config: ClientConfig) -> int:
+    async with ArchiveClient(config) as client:
+        issued = await client.create_tenant(args.tenant, args.display_name)
+    _print_token(issued, as_json=args.json)
+    return EXIT_OK
+
+
+async def _token_issue(args: argparse.Namespace, config: ClientConfig) -> int:
+    async with ArchiveClient(config) as client:
+        issued = await client.issue_token(args.tenant, args.description)
+    _print_token(issued, as_json=args.json)
+    return EXIT_OK
+
+
+async def _token_revoke(args: argparse.Namespace, config: ClientConfig) -> int:
+    async with ArchiveClient(config) as client:
+        await client.revoke_token(args.tenant, args.token_id)
+    if args.json:
+        _print(_json({"tenant": args.tenant, "token_id": args.token_id, "revoked": True}))
+    else:
+        _print(f"revoked token {args.token_id} of tenant {args.tenant}")
+    return EXIT_OK
+
+
+def _print_token(issued: IssuedToken, *, as_json: bool) -> None:
+    # Printing the secret is the point of these commands: it is shown once, never again.
+    if as_json:
+        _print(_json(issued.to_dict()))
+        return
+    _print(f"tenant:   {issued.tenant}\ntoken_id: {issued.token_id}\ntoken:    {issued.token}")
+    _error("the token is shown only once: store it now (e.g. as ARCHIVE_TOKEN)")
+
+
+# ---- output ----
+
+
+def _print(line: str) -> None:
+    print(line, file=sys.stdout, flush=True)
+
+
+def _error(message: str) -> None:
+    print(f"archivectl: {message}", file=sys.stderr, flush=True)
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, ArchiveError):
+        if exc.reason and exc.code is not None and exc.reason != exc.code.name:
+            message += f" ({exc.reason})"
+        if exc.code is not None and exc.correlation_id and exit_code_for(exc) == EXIT_FAILED:
+            # Worth quoting when reporting an unexpected failure to the operators.
+            message += f" [correlation id {exc.correlation_id}]"
+    return message
+
+
+def _error_fields(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, ArchiveError):
+        code = (
+            exc.code.name
+            if exc.code is not None
+            else ("INTEGRITY" if isinstance(exc, IntegrityError) else "CLIENT")
+        )
+        fields: dict[str, Any] = {"error": str(exc), "code": code, "reason": exc.reason}
+        if exc.correlation_id:
+            fields["correlation_id"] = exc.correlation_id
+        if exc.idempotency_key:
+            fields["idempotency_key"] = exc.idempotency_key
+        return fields
+    return {"error": _describe(exc), "code": "IO_ERROR", "reason": type(exc).__name__}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
