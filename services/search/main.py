@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 from archive.blobstore import BlobStore, FilesystemBlobStore
@@ -47,9 +46,8 @@ async def run(settings: Settings) -> None:
     await runner.catch_up()  # serve only once the registry has what the store had at start
     following = asyncio.create_task(runner.run(), name="document-registry")
     try:
-        await serve(build(settings, store, blobs, TenantRegistry(store), runner))
+        await serve(
+            build(settings, store, blobs, TenantRegistry(store), runner), background=[following]
+        )
     finally:
-        following.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await following
         runner.close()

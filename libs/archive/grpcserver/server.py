@@ -187,9 +187,15 @@ def build_server(
     return ArchiveServer(settings, server, health, names, event_store, registry)
 
 
-async def serve(server: ArchiveServer, *, grace: float | None = None) -> None:
+async def serve(
+    server: ArchiveServer,
+    *,
+    grace: float | None = None,
+    background: Sequence[asyncio.Task[Any]] = (),
+) -> None:
     """Run a service main: start, serve until SIGTERM or SIGINT (or the server ends), stop
-    gracefully, close the event store."""
+    gracefully, cancel the service's background tasks (projections), close the event store.
+    The tasks go before the store so that none is left reading from a closed connection."""
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     handled: list[signal.Signals] = []
@@ -209,4 +215,9 @@ async def serve(server: ArchiveServer, *, grace: float | None = None) -> None:
         for signum in handled:
             loop.remove_signal_handler(signum)
         await server.stop(grace)
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await server.event_store.close()
