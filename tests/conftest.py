@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from stack_support import Launch, launcher_factory
 
 from archive.eventstore.jetstream import JetStreamEventStore
 from archive.natsserver import NatsServer
@@ -38,3 +39,9 @@ async def jetstream_store(nats_server: NatsServer) -> AsyncIterator[JetStreamEve
     store = await JetStreamEventStore.connect(nats_server.url, **unique_names())
     yield store
     await store.close()
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[Callable[..., Launch]]:
+    """Starts `archive up` (see stack_support); kills what is left at teardown."""
+    yield from launcher_factory(tmp_path)
