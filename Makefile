@@ -30,6 +30,7 @@ protos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tools.bench.eventstore --out docs/benchmarks/eventstore.json
+	$(BIN)/python -m tools.bench.ingest --out docs/benchmarks/ingest.json
 
 clean:
 	rm -rf $(VENV) var
