@@ -21,7 +21,7 @@ from archive.natsserver import free_port
 
 # The default set, minus services that do not exist yet; ingest is required (it hosts
 # TenantAdmin, which creates the demo tenant).
-SERVICES = [name for name in ("ingest", "search") if service_available(name)]
+SERVICES = [name for name in ("ingest", "search", "sealing") if service_available(name)]
 ENV_KEYS = ["ARCHIVE_ENDPOINT", "ARCHIVE_TENANT", "ARCHIVE_TOKEN", "ARCHIVE_OPERATOR_TOKEN"]
 T = TypeVar("T")
 

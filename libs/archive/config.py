@@ -107,6 +107,23 @@ class Settings:
     max_metadata_entries: int = 64
     max_metadata_value_chars: int = 4096
 
+    # Sealing: the origin naming this provider in checkpoints ("<origin>/<tenant>"), when to
+    # cut a checkpoint (N new leaves or T milliseconds, whichever first), the time-stamp
+    # authority (empty: the built-in one) and the seal key and certificates (empty: a
+    # development PKI generated under <data_dir>/pki on first start).
+    provider_origin: str = "archive.localhost"
+    checkpoint_max_leaves: int = 1000
+    checkpoint_interval_ms: int = 500
+    tsa_url: str = ""
+    seal_key_file: Path | None = None
+    seal_cert_file: Path | None = None
+    seal_chain_file: Path | None = None
+    trust_root_file: Path | None = None
+    tsa_key_file: Path | None = None
+    tsa_cert_file: Path | None = None
+    tsa_chain_file: Path | None = None
+    audit_interval_seconds: float = 24 * 3600.0
+
     @property
     def blob_root(self) -> Path:
         return self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"
@@ -162,6 +179,26 @@ class Settings:
                 env.get("ARCHIVE_TRACES_EXPORTER", cls.traces_exporter, _one_of(_TRACES_EXPORTERS)),
             ),
             blob_dir=env.get("ARCHIVE_BLOB_DIR", None, Path),
+            provider_origin=env.get("ARCHIVE_PROVIDER_ORIGIN", cls.provider_origin, _origin),
+            checkpoint_max_leaves=env.get(
+                "ARCHIVE_CHECKPOINT_MAX_LEAVES", cls.checkpoint_max_leaves, _int_between(1, 4000)
+            ),
+            checkpoint_interval_ms=env.get(
+                "ARCHIVE_CHECKPOINT_INTERVAL_MS",
+                cls.checkpoint_interval_ms,
+                _int_between(10, 3_600_000),
+            ),
+            tsa_url=env.get("ARCHIVE_TSA_URL", cls.tsa_url, _http_url),
+            seal_key_file=env.get("ARCHIVE_SEAL_KEY_FILE", None, _existing_file),
+            seal_cert_file=env.get("ARCHIVE_SEAL_CERT_FILE", None, _existing_file),
+            seal_chain_file=env.get("ARCHIVE_SEAL_CHAIN_FILE", None, _existing_file),
+            trust_root_file=env.get("ARCHIVE_TRUST_ROOT_FILE", None, _existing_file),
+            tsa_key_file=env.get("ARCHIVE_TSA_KEY_FILE", None, _existing_file),
+            tsa_cert_file=env.get("ARCHIVE_TSA_CERT_FILE", None, _existing_file),
+            tsa_chain_file=env.get("ARCHIVE_TSA_CHAIN_FILE", None, _existing_file),
+            audit_interval_seconds=env.get(
+                "ARCHIVE_AUDIT_INTERVAL_SECONDS", cls.audit_interval_seconds, _seconds
+            ),
             max_document_bytes=env.get(
                 "ARCHIVE_MAX_DOCUMENT_BYTES", cls.max_document_bytes, _int_between(1, 2**42)
             ),
@@ -281,6 +318,19 @@ def _operator_token(raw: str) -> Secret:
     if any(c.isspace() for c in raw):
         raise ValueError("the operator token must not contain whitespace")
     return Secret(raw)
+
+
+def _origin(raw: str) -> str:
+    # A checkpoint origin line: printable, no spaces or newlines (C2SP tlog-checkpoint).
+    if not raw or any(c.isspace() or not c.isprintable() for c in raw) or raw.endswith("/"):
+        raise ValueError("a name like archive.example.org, without spaces or a trailing '/'")
+    return raw
+
+
+def _http_url(raw: str) -> str:
+    if raw and not raw.startswith(("http://", "https://")):
+        raise ValueError("an http:// or https:// URL of an RFC 3161 time-stamp authority")
+    return raw
 
 
 def _existing_file(raw: str) -> Path:

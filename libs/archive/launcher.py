@@ -17,7 +17,7 @@ Every child runs in its own process group, so a Ctrl-C in the terminal reaches o
 launcher, which then stops things in order: gateway, services, nats-server. Children are
 also asked by the kernel to stop if the launcher dies without cleaning up (Linux).
 
-Other variables: ARCHIVE_SERVICES (default "ingest,search"), ARCHIVE_GATEWAY_PORT (default
+Other variables: ARCHIVE_SERVICES (default "ingest,search,sealing"), ARCHIVE_GATEWAY_PORT (default
 7070), ARCHIVE_NATS_PORT (default 4222, or a free port when 4222 is taken), ARCHIVE_NATS_SYNC
 (default|always, see docs/decisions.md D4); every other ARCHIVE_* variable reaches the services.
 """
@@ -49,8 +49,9 @@ log = logging.getLogger("archive.launcher")
 HOSTED_SERVICES: Final[Mapping[str, tuple[str, ...]]] = {
     "ingest": ("archive.v1.Ingest", "archive.v1.TenantAdmin", "archive.v1.Tenancy"),
     "search": ("archive.v1.Search",),
+    "sealing": ("archive.v1.Sealing",),
 }
-DEFAULT_SERVICES: Final = "ingest,search"
+DEFAULT_SERVICES: Final = "ingest,search,sealing"
 GATEWAY: Final = "gateway"
 NATS: Final = "nats"
 LAUNCHER: Final = "launcher"

@@ -96,6 +96,15 @@ class ContentDamaged(Exception):
         super().__init__(f"document {document_id}: {what}; the operator has been alerted")
 
 
+class NotReadyYet(Exception):
+    """What was asked for will exist shortly (e.g. evidence of a deposit not yet covered by a
+    checkpoint): retry after the delay given."""
+
+    def __init__(self, message: str, retry_after_seconds: float = 1.0) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(message)
+
+
 class IdempotencyKeyReused(Exception):
     """A deposit reused an idempotency key of an earlier deposit with different content."""
 
@@ -191,6 +200,13 @@ ERROR_TABLE: Final[tuple[ErrorRule, ...]] = (
         grpc.StatusCode.NOT_FOUND,
         "DOCUMENT_NOT_FOUND",
         "check the document id; documents are only visible to the tenant that deposited them",
+    ),
+    ErrorRule(
+        NotReadyYet,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "NOT_READY_YET",
+        "retry after the RetryInfo delay: what you asked for is being prepared",
+        retry_after_seconds=1.0,
     ),
     ErrorRule(
         ContentDamaged,

@@ -5,7 +5,7 @@ from archive.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -158,3 +158,85 @@ class DocumentAccessed(_message.Message):
     access_kind: str
     accessed_at: _timestamp_pb2.Timestamp
     def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., document_id: _Optional[_Union[_common_pb2.DocumentId, _Mapping]] = ..., accessed_by: _Optional[str] = ..., access_kind: _Optional[str] = ..., accessed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class LogLeavesAppended(_message.Message):
+    __slots__ = ("tenant", "first_index", "leaf_hashes", "event_ids", "event_positions")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LEAF_HASHES_FIELD_NUMBER: _ClassVar[int]
+    EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    tenant: _common_pb2.TenantId
+    first_index: int
+    leaf_hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    event_ids: _containers.RepeatedScalarFieldContainer[str]
+    event_positions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., first_index: _Optional[int] = ..., leaf_hashes: _Optional[_Iterable[bytes]] = ..., event_ids: _Optional[_Iterable[str]] = ..., event_positions: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class CheckpointSealed(_message.Message):
+    __slots__ = ("tenant", "tree_size", "root_hash", "checkpoint", "seal", "timestamp_response", "timestamped_at", "previous_checkpoint_sha256", "previous_tree_size", "consistency_proof")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_HASH_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    SEAL_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPED_AT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_CHECKPOINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_PROOF_FIELD_NUMBER: _ClassVar[int]
+    tenant: _common_pb2.TenantId
+    tree_size: int
+    root_hash: bytes
+    checkpoint: bytes
+    seal: bytes
+    timestamp_response: bytes
+    timestamped_at: _timestamp_pb2.Timestamp
+    previous_checkpoint_sha256: bytes
+    previous_tree_size: int
+    consistency_proof: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., checkpoint: _Optional[bytes] = ..., seal: _Optional[bytes] = ..., timestamp_response: _Optional[bytes] = ..., timestamped_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_checkpoint_sha256: _Optional[bytes] = ..., previous_tree_size: _Optional[int] = ..., consistency_proof: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class SealerCursorAdvanced(_message.Message):
+    __slots__ = ("position",)
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    def __init__(self, position: _Optional[int] = ...) -> None: ...
+
+class IntegrityFailure(_message.Message):
+    __slots__ = ("kind", "document_id", "leaf_index", "description")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LEAF_INDEX_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    document_id: str
+    leaf_index: int
+    description: str
+    def __init__(self, kind: _Optional[str] = ..., document_id: _Optional[str] = ..., leaf_index: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+
+class IntegrityAuditCompleted(_message.Message):
+    __slots__ = ("tenant", "audit_id", "started_at", "completed_at", "trigger", "documents_checked", "bytes_rehashed", "events_checked", "tree_size", "root_hash", "failures")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_REHASHED_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_HASH_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    tenant: _common_pb2.TenantId
+    audit_id: str
+    started_at: _timestamp_pb2.Timestamp
+    completed_at: _timestamp_pb2.Timestamp
+    trigger: str
+    documents_checked: int
+    bytes_rehashed: int
+    events_checked: int
+    tree_size: int
+    root_hash: bytes
+    failures: _containers.RepeatedCompositeFieldContainer[IntegrityFailure]
+    def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., audit_id: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trigger: _Optional[str] = ..., documents_checked: _Optional[int] = ..., bytes_rehashed: _Optional[int] = ..., events_checked: _Optional[int] = ..., tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., failures: _Optional[_Iterable[_Union[IntegrityFailure, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,156 @@
+"""archive.v1.Sealing: evidence bundles, checkpoints, consistency proofs, on-demand audits,
+for the caller's tenant only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc.aio
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from archive.blobstore import BlobStore
+from archive.documents import document_stream, parse_document_id
+from archive.eventstore import ANY, EventStore, NewEvent
+from archive.grpcserver import InvalidArgument, current_correlation_id, current_principal
+from archive.grpcserver.errors import ContentDamaged, DocumentNotFound, NotReadyYet
+from archive.sealing.leaves import leaf_bytes
+from archive.sealing.merkle import leaf_hash
+from archive.v1 import events_pb2, sealing_pb2, sealing_pb2_grpc
+from services.sealing.audit import CheckpointVerifier, run_audit
+from services.sealing.evidence import TrustMaterial, build_bundle
+from services.sealing.sealer import Sealer, first_event
+
+INGESTED = events_pb2.DocumentIngested.DESCRIPTOR.full_name
+
+
+class SealingServicer(sealing_pb2_grpc.SealingServicer):
+    def __init__(
+        self,
+        store: EventStore,
+        blobs: BlobStore,
+        sealer: Sealer,
+        trust: TrustMaterial,
+        verify_checkpoint: CheckpointVerifier,
+        *,
+        evidence_wait: Callable[[], float] = lambda: 3.0,
+    ) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._sealer = sealer
+        self._trust = trust
+        self._verify_checkpoint = verify_checkpoint
+        self._evidence_wait = evidence_wait
+
+    async def GetEvidence(
+        self, request: sealing_pb2.GetEvidenceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> sealing_pb2.EvidenceBundle:
+        principal = current_principal()
+        tenant = principal.tenant
+        if not request.document_id.value:
+            raise InvalidArgument("document_id.value", "give the id from the deposit receipt")
+        document_id = parse_document_id(request.document_id.value)
+        deposit = await first_event(self._store, document_stream(tenant, document_id))
+        if deposit is None or deposit.type != INGESTED:
+            raise DocumentNotFound(document_id)
+        if not await self._sealer.wait_sealed(tenant, deposit.event_id, self._evidence_wait()):
+            raise NotReadyYet(
+                f"document {document_id} is not yet covered by a checkpoint; retry shortly",
+                retry_after_seconds=1.0,
+            )
+        tenant_log = self._sealer.logs[tenant]
+        index = tenant_log.index_of_event[deposit.event_id]
+        checkpoint = tenant_log.checkpoint_covering(index)
+        assert checkpoint is not None  # wait_sealed said so
+        leaf = leaf_bytes(deposit)
+        if leaf_hash(leaf) != tenant_log.tree.leaf_hash(index):
+            raise ContentDamaged(document_id, "its journal entry no longer matches what was sealed")
+        bundle = build_bundle(
+            leaf=leaf,
+            leaf_index=index,
+            proof=tenant_log.tree.inclusion_proof(index, checkpoint.tree_size),
+            checkpoint=checkpoint,
+            trust=self._trust,
+            document_id=document_id,
+        )
+        await self._record_access(tenant, document_id, principal.token_id)
+        return sealing_pb2.EvidenceBundle(
+            zip=bundle, leaf_index=index, tree_size=checkpoint.tree_size
+        )
+
+    async def GetCheckpoint(
+        self,
+        request: sealing_pb2.GetCheckpointRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> sealing_pb2.SignedCheckpoint:
+        return self._signed(self._checkpoint(request.tree_size, "tree_size"))
+
+    async def GetConsistencyProof(
+        self,
+        request: sealing_pb2.GetConsistencyProofRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> sealing_pb2.ConsistencyProof:
+        older = self._checkpoint(request.from_size, "from_size", latest_if_zero=False)
+        newer = self._checkpoint(request.to_size, "to_size")
+        if older.tree_size > newer.tree_size:
+            raise InvalidArgument("from_size", "must not be larger than to_size")
+        tree = self._sealer.logs[current_principal().tenant].tree
+        return sealing_pb2.ConsistencyProof(
+            from_size=older.tree_size,
+            to_size=newer.tree_size,
+            hashes=tree.consistency_proof(older.tree_size, newer.tree_size),
+            from_checkpoint=self._signed(older),
+            to_checkpoint=self._signed(newer),
+        )
+
+    async def RunIntegrityAudit(
+        self,
+        request: sealing_pb2.RunIntegrityAuditRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> events_pb2.IntegrityAuditCompleted:
+        tenant_log = self._sealer.log_of(current_principal().tenant)
+        return await run_audit(
+            self._store, self._blobs, tenant_log, self._verify_checkpoint, trigger="on-demand"
+        )
+
+    def _checkpoint(
+        self, size: int, field: str, *, latest_if_zero: bool = True
+    ) -> events_pb2.CheckpointSealed:
+        tenant_log = self._sealer.logs.get(current_principal().tenant)
+        if tenant_log is None or tenant_log.latest_checkpoint is None:
+            raise NotReadyYet("no checkpoint yet for this tenant; retry shortly")
+        if size == 0 and latest_if_zero:
+            return tenant_log.latest_checkpoint
+        checkpoint = tenant_log.checkpoint_of_size(size)
+        if checkpoint is None:
+            raise InvalidArgument(
+                field, f"no checkpoint of size {size}; use the size of a checkpoint you hold"
+            )
+        return checkpoint
+
+    def _signed(self, checkpoint: events_pb2.CheckpointSealed) -> sealing_pb2.SignedCheckpoint:
+        return sealing_pb2.SignedCheckpoint(
+            checkpoint=checkpoint.checkpoint,
+            seal=checkpoint.seal,
+            timestamp_response=checkpoint.timestamp_response,
+            seal_chain_pem=self._trust.seal_chain_pem,
+            tsa_chain_pem=self._trust.tsa_chain_pem,
+            root_pem=self._trust.root_pem,
+        )
+
+    async def _record_access(self, tenant: str, document_id: str, token_id: str) -> None:
+        now = Timestamp()
+        now.FromDatetime(datetime.now(UTC))
+        accessed = events_pb2.DocumentAccessed(
+            tenant={"value": tenant},
+            document_id={"value": document_id},
+            accessed_by=token_id,
+            access_kind="evidence",
+            accessed_at=now,
+        )
+        await self._store.append(
+            document_stream(tenant, document_id),
+            [NewEvent.of(accessed, correlation_id=current_correlation_id())],
+            ANY,
+        )
