@@ -1,4 +1,5 @@
-"""archivectl: deposit, find and retrieve documents, and administer tenants, from a shell.
+"""archivectl: deposit, find and retrieve documents, fetch and check their evidence, and
+administer tenants, from a shell.
 
 A thin layer over the Python SDK (`archive.client`): argument parsing, output for people
 (one line per thing) or for programs (`--json`, one JSON object per line), a progress bar on a
@@ -18,6 +19,7 @@ import os
 import stat
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,10 @@ from archive.client import (
     Unauthenticated,
     Unavailable,
 )
+from archive.client.errors import NotReady
+from archive.client.models import IntegrityAuditReport, SignedCheckpoint
+from archive.sealing import bundle as evidence
+from archive.sealing.bundle import Check, CheckpointReport, EvidenceReport
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -55,7 +61,8 @@ DEFAULT_RETRIES: Final = 4
 _ENVIRONMENT: Final = """\
 environment:
   ARCHIVE_ENDPOINT        host:port of the archive
-  ARCHIVE_TOKEN           tenant token (put, get, ls, info, whoami)
+  ARCHIVE_TOKEN           tenant token (put, get, ls, info, whoami, evidence, checkpoint,
+                          verify-extends, audit); verify needs nothing, it is offline
   ARCHIVE_OPERATOR_TOKEN  operator token (tenant, token)
   --env-file FILE reads KEY=VALUE lines (such as the launcher's var/archive.env);
   a variable set in the environment wins over the file.
@@ -63,13 +70,15 @@ environment:
 _EXIT_CODES: Final = """\
 exit codes:
   0  success
-  1  some operations failed (e.g. one of several files of a put)
+  1  some operations failed (e.g. one of several files of a put); verify,
+     verify-extends: a check failed (the reason says which); audit: it found failures
   2  usage or configuration error (bad arguments, ARCHIVE_ENDPOINT or token not set,
      file not found, request refused as invalid)
   3  authentication or permission refused
   4  not found
-  5  service unavailable (after retries)
-  6  integrity failure (content does not match its SHA-256 or size)
+  5  service unavailable, or evidence not ready yet (after retries)
+  6  integrity failure (content does not match its SHA-256 or size; the evidence or
+     checkpoint received does not verify: saved anyway, for a report)
   When every file of a put fails for the same kind of reason, put exits with that
   reason's code.
 """
@@ -79,6 +88,9 @@ examples:
   archivectl put invoices/ --class invoice --meta year=2025
   archivectl ls --class invoice --limit 10
   archivectl get 3f1c...-uuid -o copy.pdf
+  archivectl evidence 3f1c...-uuid -o evidence.zip
+  archivectl verify copy.pdf --evidence evidence.zip --trust-root provider-root.pem
+  archivectl checkpoint -o kept/ ; later: archivectl verify-extends kept/
   archivectl --env-file var/archive.env tenant create acme --json   (operator token)
 """
 EPILOG: Final = f"{_ENVIRONMENT}\n{_EXIT_CODES}\n{_EXAMPLES}"
@@ -99,7 +111,7 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_AUTH
     if isinstance(exc, NotFound):
         return EXIT_NOT_FOUND
-    if isinstance(exc, Unavailable):
+    if isinstance(exc, Unavailable | NotReady):
         return EXIT_UNAVAILABLE
     return EXIT_FAILED
 
@@ -174,7 +186,10 @@ def _add_connection_options(parser: argparse.ArgumentParser, *, top: bool) -> No
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="archivectl",
-        description="Deposit, find and retrieve documents in the archive; administer tenants.",
+        description=(
+            "Deposit, find and retrieve documents in the archive, fetch and verify their "
+            "evidence; administer tenants."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -202,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     def json_flag(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    def trust_root_flag(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--trust-root",
+            metavar="ROOT.pem",
+            help="the provider's root certificate, obtained independently: seals and time "
+            "stamps must chain to it (default: trust the root shipped with the evidence)",
+        )
 
     put = command(commands, "put", "deposit files (directories are walked recursively)", _put)
     put.add_argument("paths", nargs="+", metavar="FILE|DIR")
@@ -262,6 +285,78 @@ def build_parser() -> argparse.ArgumentParser:
     whoami = command(commands, "whoami", "show the tenant and token id of ARCHIVE_TOKEN", _whoami)
     json_flag(whoami)
 
+    fetch_evidence = command(
+        commands,
+        "evidence",
+        "save a deposit's evidence bundle (ZIP), checked offline first",
+        _evidence,
+    )
+    fetch_evidence.add_argument("document_id", metavar="ID")
+    fetch_evidence.add_argument(
+        "-o", "--output", required=True, metavar="PATH", help="where to write the ZIP"
+    )
+    trust_root_flag(fetch_evidence)
+    json_flag(fetch_evidence)
+
+    verify = command(
+        commands,
+        "verify",
+        "check a file against its evidence bundle, offline (no server, no token)",
+        None,
+    )
+    verify.set_defaults(local=_verify)
+    verify.add_argument("file", metavar="FILE")
+    verify.add_argument(
+        "--evidence", required=True, metavar="BUNDLE.zip", help="the bundle `evidence` saved"
+    )
+    trust_root_flag(verify)
+    verify.add_argument("--json", action="store_true", help="the report as one JSON object")
+
+    checkpoint = command(
+        commands,
+        "checkpoint",
+        "show or save the tenant's latest signed checkpoint, checked offline first",
+        _checkpoint,
+    )
+    checkpoint.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="save checkpoint.txt, checkpoint.p7s, checkpoint.tsr and certs/ in DIR",
+    )
+    checkpoint.add_argument(
+        "--size",
+        type=_non_negative,
+        default=0,
+        metavar="N",
+        help="the checkpoint of N leaves rather than the latest",
+    )
+    trust_root_flag(checkpoint)
+    json_flag(checkpoint)
+
+    extends = command(
+        commands,
+        "verify-extends",
+        "check that the tenant's journal today extends a checkpoint kept earlier",
+        _verify_extends,
+    )
+    extends.add_argument(
+        "old_dir", metavar="OLD_DIR", help="a directory written by `checkpoint -o` (or a bundle)"
+    )
+    extends.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="once verified, save the latest checkpoint in DIR (for the next run)",
+    )
+    trust_root_flag(extends)
+    json_flag(extends)
+
+    audit = command(
+        commands, "audit", "re-hash the tenant's content and check its journal now", _audit
+    )
+    json_flag(audit)
+
     tenant = command(commands, "tenant", "administer tenants (operator token)", None)
     tenant_commands = tenant.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
     create = command(
@@ -302,11 +397,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a usage error argparse has already explained
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
+        if getattr(args, "local", None) is not None:
+            return int(args.local(args))  # offline: no endpoint, no token
         # Local checks before any connection.
         if args.command == "put":
             args.files = collect_files(args.paths)
         elif args.command == "get" and args.output != "-":
             check_output(args.output)
+        elif args.command == "evidence":
+            if args.output == "-":
+                raise UsageError("evidence needs a file to write the ZIP to, not '-'")
+            check_output(args.output)
+        if getattr(args, "trust_root", None):
+            args.trusted_root_pem = read_trust_root(args.trust_root)
+        if args.command == "verify-extends":
+            args.old = read_checkpoint_dir(args.old_dir)
         config = _config(args)
         # Fail once, up front, rather than once per file.
         if args.needs == "operator":
@@ -615,6 +720,469 @@ async def _whoami(args: argparse.Namespace, config: ClientConfig) -> int:
     else:
         _print(f"tenant:   {identity.tenant}\ntoken_id: {identity.token_id}")
     return EXIT_OK
+
+
+# ---- evidence, checkpoints, audits ----
+
+_STATUS_LABELS: Final = {
+    evidence.OK: "ok",
+    evidence.FAILED: "FAILED",
+    evidence.SKIPPED: "skipped",
+    evidence.NOT_RUN: "not run",
+}
+_CHECKPOINT_FILES: Final = (
+    evidence.CHECKPOINT,
+    evidence.SEAL,
+    evidence.TIMESTAMP,
+    evidence.SEAL_CHAIN,
+    evidence.TSA_CHAIN,
+    evidence.ROOT,
+)
+
+
+def _read_input(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file ({what})") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, expected {what}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+
+
+def read_trust_root(path: str) -> bytes:
+    """The --trust-root file, checked to hold PEM certificates (a usage error otherwise)."""
+    pem = _read_input(path, "a PEM root certificate")
+    try:
+        evidence.load_trusted_roots(pem)
+    except ValueError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    return pem
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """A checkpoint kept on disk, as `checkpoint -o DIR` writes it (an extracted evidence
+    bundle has the same layout)."""
+
+    directory: Path
+    checkpoint: bytes
+    seal: bytes | None
+    timestamp_response: bytes | None
+    tsa_chain_pem: bytes | None
+    root_pem: bytes | None
+
+    def names(self) -> dict[str, str]:
+        """How its files are called in reasons: by their path."""
+        return {
+            "checkpoint": str(self.directory / evidence.CHECKPOINT),
+            "seal": str(self.directory / evidence.SEAL),
+            "timestamp": str(self.directory / evidence.TIMESTAMP),
+            "root": str(self.directory / evidence.ROOT),
+            "tsa_chain": str(self.directory / evidence.TSA_CHAIN),
+        }
+
+
+def read_checkpoint_dir(directory: str) -> CheckpointFiles:
+    base = Path(directory)
+    if not base.is_dir():
+        raise UsageError(
+            f"{directory}: not a directory; keep a checkpoint with `archivectl checkpoint -o DIR`"
+        )
+
+    def optional(name: str) -> bytes | None:
+        try:
+            return (base / name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise UsageError(f"{base / name}: {exc.strerror or exc}") from None
+
+    text = optional(evidence.CHECKPOINT)
+    if text is None:
+        raise UsageError(
+            f"{base / evidence.CHECKPOINT}: no such file; keep a checkpoint with "
+            "`archivectl checkpoint -o DIR`"
+        )
+    return CheckpointFiles(
+        base,
+        text,
+        optional(evidence.SEAL),
+        optional(evidence.TIMESTAMP),
+        optional(evidence.TSA_CHAIN),
+        optional(evidence.ROOT),
+    )
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Write `data` to `target` through a temporary file renamed into place: a reader never
+    sees half a bundle, and an interrupted run leaves the previous file as it was."""
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
+    try:
+        with temporary.open("xb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+
+
+def save_checkpoint(directory: Path, signed: SignedCheckpoint) -> list[Path]:
+    """Write a signed checkpoint as checkpoint.txt, .p7s, .tsr and certs/*.pem in `directory`
+    (the layout of an evidence bundle, which `verify-extends` reads back)."""
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory}: exists and is not a directory")
+    (directory / "certs").mkdir(parents=True, exist_ok=True)
+    contents = (
+        signed.checkpoint,
+        signed.seal,
+        signed.timestamp_response,
+        signed.seal_chain_pem.encode(),
+        signed.tsa_chain_pem.encode(),
+        signed.root_pem.encode(),
+    )
+    written: list[Path] = []
+    for name, data in zip(_CHECKPOINT_FILES, contents, strict=True):
+        _write_atomically(directory / name, data)
+        written.append(directory / name)
+    return written
+
+
+def _check_lines(checks: Sequence[Check], indent: str = "") -> list[str]:
+    width = max((len(check.name) for check in checks), default=0) + 2
+    return [
+        f"{indent}{_STATUS_LABELS.get(check.status, check.status):<8}"
+        f"{check.name:<{width}}{check.reason}"
+        for check in checks
+    ]
+
+
+def _fact_lines(facts: Sequence[tuple[str, object]]) -> list[str]:
+    return [f"{label + ':':<13}{value}" for label, value in facts if value is not None]
+
+
+def _stamp(report: EvidenceReport | CheckpointReport) -> str | None:
+    if report.gen_time is None:
+        return None
+    return f"{_iso(report.gen_time)} by {report.tsa_subject}"
+
+
+def _root_fact(report: EvidenceReport | CheckpointReport) -> str | None:
+    if report.root_subject is None:
+        return None
+    return f"{report.root_subject} (SHA-256 fingerprint {report.root_sha256})"
+
+
+def _iso(moment: Any) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def evidence_lines(report: EvidenceReport) -> list[str]:
+    """A verification report for people: each check, then what the bundle states."""
+    leaf = (
+        f"{report.leaf_index} of a tree of {report.tree_size} leaves"
+        if report.leaf_index is not None and report.tree_size is not None
+        else None
+    )
+    return _check_lines(report.checks) + _fact_lines(
+        [
+            ("document_id", report.document_id),
+            ("sha256", report.sha256),
+            ("size", f"{report.size} bytes" if report.size is not None else None),
+            ("leaf", leaf),
+            ("log", report.origin),
+            ("root_hash", report.root_hash),
+            ("time stamp", _stamp(report)),
+            ("sealed by", report.seal_subject),
+            ("root", _root_fact(report)),
+            ("trust", report.trust),
+        ]
+    )
+
+
+def _failure_text(check: Check | None) -> str:
+    return f"{check.name}: {check.reason}" if check is not None else "no check passed"
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """`verify FILE --evidence BUNDLE`: offline, exit 0 when every check passes, 1 otherwise."""
+    file = Path(args.file)
+    if not file.exists():
+        raise UsageError(f"{args.file}: no such file")
+    if not file.is_file():
+        raise UsageError(f"{args.file}: not a regular file")
+    bundle_zip = _read_input(args.evidence, "the evidence bundle")
+    trusted = read_trust_root(args.trust_root) if args.trust_root else None
+    report = evidence.verify_evidence(file, bundle_zip, trusted_root_pem=trusted)
+    if args.json:
+        _print(_json({"file": args.file, "evidence": args.evidence, **report.to_dict()}))
+    else:
+        for line in evidence_lines(report):
+            _print(line)
+    if report.ok:
+        if not args.json:
+            _print(
+                f"verified: {args.file} is the document deposited, in the journal whose "
+                "sealed and time-stamped checkpoint the bundle holds"
+            )
+        return EXIT_OK
+    _error(f"{args.file}: verification FAILED: {_failure_text(report.first_failure)}")
+    return EXIT_FAILED
+
+
+async def _evidence(args: argparse.Namespace, config: ClientConfig) -> int:
+    async with ArchiveClient(config) as client:
+        bundle_zip = await client.get_evidence(args.document_id)
+    try:  # the archive names documents by their canonical UUID text
+        expected_id = str(uuid.UUID(args.document_id))
+    except ValueError:
+        expected_id = args.document_id
+    # Checked before it is written, so a bad bundle is reported at once, not when it is needed.
+    report = evidence.verify_evidence(
+        None,
+        bundle_zip,
+        trusted_root_pem=getattr(args, "trusted_root_pem", None),
+        document_id=expected_id,
+    )
+    target = Path(args.output)
+    _write_atomically(target, bundle_zip)
+    if args.json:
+        _print(_json({"file": args.output, "verified": report.ok, **report.to_dict()}))
+    else:
+        stamp = f"  time-stamped {_iso(report.gen_time)}" if report.gen_time else ""
+        _print(
+            f"{args.output}  {report.document_id or expected_id}  leaf {report.leaf_index} of "
+            f"{report.tree_size}{stamp}"
+        )
+    if not report.ok:
+        # Saved anyway: it is what the archive handed out, and worth a report.
+        _error(
+            f"warning: {args.output}: the evidence received does not verify: "
+            f"{_failure_text(report.first_failure)}"
+        )
+        return EXIT_INTEGRITY
+    if not args.json:
+        _error(
+            f"bundle checked ({report.trust}); check the document itself with "
+            f"`archivectl verify FILE --evidence {args.output}`"
+        )
+    return EXIT_OK
+
+
+def _served_names(what: str) -> dict[str, str]:
+    """How a checkpoint received from the archive is called in reasons."""
+    return {
+        "checkpoint": what,
+        "seal": "its seal",
+        "timestamp": "its time stamp",
+        "root": "the root served with it",
+        "tsa_chain": "the TSA chain served with it",
+    }
+
+
+def _verify_served(
+    signed: SignedCheckpoint,
+    trusted_root_pem: bytes | None,
+    trusted_root_label: str = "your pinned root",
+    what: str = "the checkpoint",
+) -> CheckpointReport:
+    return evidence.verify_signed_checkpoint(
+        signed.checkpoint,
+        signed.seal or None,
+        signed.timestamp_response or None,
+        tsa_chain_pem=signed.tsa_chain_pem.encode(),
+        root_pem=signed.root_pem.encode(),
+        trusted_root_pem=trusted_root_pem,
+        trusted_root_label=trusted_root_label,
+        names=_served_names(what),
+    )
+
+
+def checkpoint_lines(report: CheckpointReport, indent: str = "") -> list[str]:
+    return _check_lines(report.checks, indent) + [
+        indent + line
+        for line in _fact_lines(
+            [
+                ("log", report.origin),
+                ("tree_size", report.tree_size),
+                ("root_hash", report.root_hash),
+                ("time stamp", _stamp(report)),
+                ("sealed by", report.seal_subject),
+                ("root", _root_fact(report)),
+                ("trust", report.trust),
+            ]
+        )
+    ]
+
+
+async def _checkpoint(args: argparse.Namespace, config: ClientConfig) -> int:
+    async with ArchiveClient(config) as client:
+        signed = await client.get_checkpoint(args.size)
+    report = _verify_served(signed, getattr(args, "trusted_root_pem", None))
+    written = save_checkpoint(Path(args.output), signed) if args.output else []
+    if args.json:
+        fields = report.to_dict()
+        fields["checkpoint"] = signed.checkpoint.decode("utf-8", "replace")
+        fields["files"] = [str(path) for path in written]
+        _print(_json(fields))
+    else:
+        if not args.output:
+            sys.stdout.write(signed.checkpoint.decode("utf-8", "replace"))
+        for line in checkpoint_lines(report):
+            _print(line)
+        if written:
+            _print(f"{'saved:':<13}{', '.join(str(path) for path in written)}")
+    if not report.ok:
+        _error(
+            "warning: the checkpoint received does not verify: "
+            f"{_failure_text(report.first_failure)}"
+        )
+        return EXIT_INTEGRITY
+    return EXIT_OK
+
+
+async def _consistency(
+    client: ArchiveClient,
+    old: CheckpointReport,
+    new: CheckpointReport,
+    old_text: bytes,
+    new_text: bytes,
+) -> Check:
+    if old.checkpoint is None or new.checkpoint is None:
+        return Check(
+            evidence.CHECK_CONSISTENCY, evidence.NOT_RUN, "not checked: a checkpoint is malformed"
+        )
+    old_size, new_size = old.checkpoint.size, new.checkpoint.size
+    hashes: list[bytes] = []
+    # Nothing to fetch when the answer needs no proof (same size, empty, shrunk, other log).
+    if 0 < old_size < new_size and old.checkpoint.origin == new.checkpoint.origin:
+        try:
+            proof = await client.get_consistency_proof(old_size, new_size)
+        except InvalidArgument as exc:
+            return Check(
+                evidence.CHECK_CONSISTENCY,
+                evidence.FAILED,
+                f"the archive has no checkpoint of {old_size} leaves to prove consistency "
+                f"from ({exc}): the kept checkpoint is not one of this log's",
+            )
+        hashes = list(proof.hashes)
+    return evidence.verify_consistency_between(old_text, new_text, hashes)
+
+
+async def _verify_extends(args: argparse.Namespace, config: ClientConfig) -> int:
+    old: CheckpointFiles = args.old
+    async with ArchiveClient(config) as client:
+        latest = await client.get_checkpoint()
+        # The root to hold both checkpoints to: the one pinned, else the one kept with the old
+        # checkpoint (the latest must chain to the root trusted back then), else the served one.
+        pinned: bytes | None = getattr(args, "trusted_root_pem", None)
+        if pinned is not None:
+            root, label = pinned, "your pinned root"
+        elif old.root_pem is not None:
+            root, label = old.root_pem, f"the root kept in {old.directory / evidence.ROOT}"
+        else:
+            root, label = latest.root_pem.encode(), "the root served with the latest checkpoint"
+        old_report = evidence.verify_signed_checkpoint(
+            old.checkpoint,
+            old.seal,
+            old.timestamp_response,
+            tsa_chain_pem=old.tsa_chain_pem,
+            root_pem=old.root_pem,
+            trusted_root_pem=root,
+            trusted_root_label=label,
+            names=old.names(),
+        )
+        new_report = _verify_served(latest, root, label, "the latest checkpoint")
+        consistency = await _consistency(
+            client, old_report, new_report, old.checkpoint, latest.checkpoint
+        )
+    ok = old_report.ok and new_report.ok and consistency.ok
+    written = save_checkpoint(Path(args.output), latest) if ok and args.output else []
+    if args.json:
+        _print(
+            _json(
+                {
+                    "ok": ok,
+                    "old": {"directory": str(old.directory), **old_report.to_dict()},
+                    "new": new_report.to_dict(),
+                    "consistency": consistency.to_dict(),
+                    "files": [str(path) for path in written],
+                }
+            )
+        )
+    else:
+        _print(f"kept checkpoint ({old.directory}):")
+        for line in checkpoint_lines(old_report, "  "):
+            _print(line)
+        _print("latest checkpoint:")
+        for line in checkpoint_lines(new_report, "  "):
+            _print(line)
+        for line in _check_lines([consistency]):
+            _print(line)
+        if written:
+            _print(f"{'saved:':<13}{', '.join(str(path) for path in written)}")
+    if ok:
+        if not args.json:
+            _print(
+                f"verified: the journal of {new_report.tree_size} leaves extends the kept "
+                f"checkpoint of {old_report.tree_size} leaves"
+            )
+        return EXIT_OK
+    failure = next(
+        check for check in (*old_report.checks, *new_report.checks, consistency) if not check.ok
+    )
+    where = (
+        "kept checkpoint"
+        if failure in old_report.checks
+        else "latest checkpoint"
+        if failure in new_report.checks
+        else "journal"
+    )
+    _error(f"verification FAILED: {where}: {_failure_text(failure)}")
+    return EXIT_FAILED
+
+
+def audit_lines(report: IntegrityAuditReport) -> list[str]:
+    lines = _fact_lines(
+        [
+            ("tenant", report.tenant),
+            ("audit_id", report.audit_id),
+            ("trigger", report.trigger),
+            ("started_at", _iso(report.started_at) if report.started_at else None),
+            ("completed_at", _iso(report.completed_at) if report.completed_at else None),
+            (
+                "documents",
+                f"{report.documents_checked} checked, {report.bytes_rehashed} bytes re-hashed",
+            ),
+            ("events", f"{report.events_checked} checked"),
+            ("log", f"{report.tree_size} leaves, root {report.root_hash}"),
+            ("result", "no failure" if report.ok else f"{len(report.failures)} failure(s)"),
+        ]
+    )
+    for failure in report.failures:
+        where = f" document {failure.document_id}" if failure.document_id else ""
+        if failure.document_id or failure.leaf_index:
+            where += f" (leaf {failure.leaf_index})"
+        lines.append(f"FAILED  {failure.kind}{where}: {failure.description}")
+    return lines
+
+
+async def _audit(args: argparse.Namespace, config: ClientConfig) -> int:
+    async with ArchiveClient(config) as client:
+        report = await client.run_integrity_audit()
+    if args.json:
+        _print(_json(report.to_dict()))
+    else:
+        for line in audit_lines(report):
+            _print(line)
+    if report.ok:
+        return EXIT_OK
+    _error(f"the integrity audit found {len(report.failures)} failure(s)")
+    return EXIT_FAILED
 
 
 # ---- administration ----

@@ -36,23 +36,30 @@ import grpc.aio
 
 from archive.client.config import ClientConfig
 from archive.client.errors import (
+    NOT_READY_REASON,
     RETRYABLE_CODES,
     ArchiveError,
     IntegrityError,
+    NotReady,
     error_from_rpc,
 )
 from archive.client.models import (
+    ConsistencyProof,
     DocumentInfo,
     DocumentPage,
     Identity,
+    IntegrityAuditReport,
     IssuedToken,
     Receipt,
     ScanProvenance,
+    SignedCheckpoint,
 )
 from archive.v1 import (
     common_pb2,
     ingest_pb2,
     ingest_pb2_grpc,
+    sealing_pb2,
+    sealing_pb2_grpc,
     search_pb2,
     search_pb2_grpc,
     tenancy_pb2,
@@ -66,6 +73,9 @@ MAX_CHUNK_SIZE: Final = 1024 * 1024  # the Ingest contract: at most 1 MiB per ch
 _HASH_BLOCK: Final = 1024 * 1024
 _SPOOL_IN_MEMORY: Final = 8 * 1024 * 1024
 _LOST_STATUS_RETRIES: Final = 8
+# A fresh deposit is covered by a checkpoint within about a second: a few waits suffice.
+_NOT_READY_ATTEMPTS: Final = 6
+_NOT_READY_DELAY: Final = 1.0
 _CORRELATION_HEADER: Final = "x-correlation-id"
 _USER_AGENT: Final = "archive-client-python/0.1"
 
@@ -373,6 +383,94 @@ class ArchiveClient:
             )
         return DownloadStream(call, DocumentInfo.from_proto(first.info), correlation_id)
 
+    # ---- evidence and the tenant's journal ----
+
+    async def get_evidence(
+        self, document_id: str, *, not_ready_attempts: int = _NOT_READY_ATTEMPTS
+    ) -> bytes:
+        """The evidence bundle (a ZIP) of a deposit, to check offline with
+        `archive.sealing.bundle.verify_evidence` or `archivectl verify`.
+
+        A deposit is covered by a checkpoint about a second after it is made; until then the
+        archive answers NOT_READY_YET, and this waits (the server's RetryInfo, else a second)
+        and asks again, up to `not_ready_attempts` times, before raising NotReady."""
+        if not_ready_attempts < 1:
+            raise ValueError("not_ready_attempts must be at least 1")
+        request = sealing_pb2.GetEvidenceRequest(
+            document_id=common_pb2.DocumentId(value=document_id)
+        )
+
+        async def attempt(correlation_id: str) -> bytes:
+            response = await self._sealing().GetEvidence(
+                request,
+                metadata=self._metadata(self.config.tenant_token(), correlation_id),
+                timeout=self.config.timeout,
+            )
+            return bytes(response.zip)
+
+        return await self._until_ready(attempt, not_ready_attempts)
+
+    async def get_checkpoint(self, tree_size: int = 0) -> SignedCheckpoint:
+        """The tenant's latest checkpoint (`tree_size=0`) or the one of that size, with its
+        seal, time stamp and certificates. NotReady while the tenant has none yet."""
+        request = sealing_pb2.GetCheckpointRequest(tree_size=tree_size)
+
+        async def attempt(correlation_id: str) -> SignedCheckpoint:
+            response = await self._sealing().GetCheckpoint(
+                request,
+                metadata=self._metadata(self.config.tenant_token(), correlation_id),
+                timeout=self.config.timeout,
+            )
+            return SignedCheckpoint.from_proto(response)
+
+        return await self._call(attempt)
+
+    async def get_consistency_proof(self, from_size: int, to_size: int = 0) -> ConsistencyProof:
+        """RFC 9162 consistency proof from the checkpoint of `from_size` leaves to the one of
+        `to_size` (0: the latest), with both checkpoints. Verify it against a checkpoint you
+        kept yourself (`archive.sealing.bundle.verify_consistency_between`), not against the
+        `from_checkpoint` sent along."""
+        request = sealing_pb2.GetConsistencyProofRequest(from_size=from_size, to_size=to_size)
+
+        async def attempt(correlation_id: str) -> ConsistencyProof:
+            response = await self._sealing().GetConsistencyProof(
+                request,
+                metadata=self._metadata(self.config.tenant_token(), correlation_id),
+                timeout=self.config.timeout,
+            )
+            return ConsistencyProof.from_proto(response)
+
+        return await self._call(attempt)
+
+    async def run_integrity_audit(self) -> IntegrityAuditReport:
+        """Re-hash the tenant's stored content and check its journal against its log now.
+
+        Takes as long as re-reading every document: no deadline other than the transfer one.
+        Not retried: each run is recorded as an audit of its own."""
+
+        async def attempt(correlation_id: str) -> IntegrityAuditReport:
+            response = await self._sealing().RunIntegrityAudit(
+                sealing_pb2.RunIntegrityAuditRequest(),
+                metadata=self._metadata(self.config.tenant_token(), correlation_id),
+                timeout=self.config.transfer_timeout,
+            )
+            return IntegrityAuditReport.from_proto(response)
+
+        return await self._call(attempt, retry=False)
+
+    async def _until_ready(self, attempt: Callable[[str], Awaitable[T]], attempts: int) -> T:
+        """`_call(attempt)`, asked again while the archive answers NOT_READY_YET."""
+        number = 0
+        while True:
+            number += 1
+            try:
+                return await self._call(attempt)
+            except NotReady as exc:
+                if exc.reason != NOT_READY_REASON or number >= attempts:
+                    raise
+                delay = exc.retry_delay if exc.retry_delay is not None else _NOT_READY_DELAY
+                await asyncio.sleep(min(max(delay, 0.0), self.config.max_backoff))
+
     # ---- identity and administration ----
 
     async def whoami(self) -> Identity:
@@ -447,6 +545,9 @@ class ArchiveClient:
 
     def _search(self) -> search_pb2_grpc.SearchStub:
         return search_pb2_grpc.SearchStub(self._open())
+
+    def _sealing(self) -> sealing_pb2_grpc.SealingStub:
+        return sealing_pb2_grpc.SealingStub(self._open())
 
     def _admin(self) -> tenancy_pb2_grpc.TenantAdminStub:
         return tenancy_pb2_grpc.TenantAdminStub(self._open())

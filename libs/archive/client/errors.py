@@ -17,6 +17,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
 DIGEST_MISMATCH_REASON: Final = "DIGEST_MISMATCH"
+NOT_READY_REASON: Final = "NOT_READY_YET"
 
 
 class ArchiveError(Exception):
@@ -101,6 +102,13 @@ class DeadlineExceeded(Unavailable):
     """DEADLINE_EXCEEDED: no answer in time; treated like Unavailable (retried, then raised)."""
 
 
+class NotReady(ArchiveError):
+    """FAILED_PRECONDITION: what was asked for does not exist yet. With reason NOT_READY_YET
+    it will shortly (e.g. the evidence of a deposit not yet covered by a checkpoint, which the
+    archive seals within about a second): retry after `retry_delay`. `get_evidence` does so
+    itself a few times before raising this."""
+
+
 class Unimplemented(ArchiveError):
     """UNIMPLEMENTED: the server does not offer this method; check server and client versions."""
 
@@ -131,6 +139,7 @@ _BY_CODE: Final[dict[grpc.StatusCode, type[ArchiveError]]] = {
     grpc.StatusCode.ABORTED: Conflict,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.FAILED_PRECONDITION: NotReady,
     grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
 }
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from archive.v1 import common_pb2, events_pb2, ingest_pb2, search_pb2, tenancy_pb2
+from archive.v1 import common_pb2, events_pb2, ingest_pb2, sealing_pb2, search_pb2, tenancy_pb2
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,141 @@ class IssuedToken:
             "token_id": self.token_id,
             "token": self.token,
             "issued_at": _iso(self.issued_at),
+        }
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A checkpoint of the tenant's journal as the archive sealed it: the C2SP checkpoint text,
+    the detached CMS seal over it (DER), the RFC 3161 time-stamp response over it (DER), and
+    the PEM certificates to check both (`archive.sealing.bundle.verify_signed_checkpoint`)."""
+
+    checkpoint: bytes
+    seal: bytes
+    timestamp_response: bytes
+    seal_chain_pem: str
+    tsa_chain_pem: str
+    root_pem: str
+
+    @classmethod
+    def from_proto(cls, message: sealing_pb2.SignedCheckpoint) -> SignedCheckpoint:
+        return cls(
+            checkpoint=message.checkpoint,
+            seal=message.seal,
+            timestamp_response=message.timestamp_response,
+            seal_chain_pem=message.seal_chain_pem,
+            tsa_chain_pem=message.tsa_chain_pem,
+            root_pem=message.root_pem,
+        )
+
+    @property
+    def tree_size(self) -> int:
+        """The size line of the checkpoint text (0 if it has none)."""
+        lines = self.checkpoint.split(b"\n")
+        return int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else 0
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """RFC 9162 consistency proof between two checkpointed sizes, with both checkpoints."""
+
+    from_size: int
+    to_size: int
+    hashes: tuple[bytes, ...]
+    from_checkpoint: SignedCheckpoint
+    to_checkpoint: SignedCheckpoint
+
+    @classmethod
+    def from_proto(cls, message: sealing_pb2.ConsistencyProof) -> ConsistencyProof:
+        return cls(
+            from_size=message.from_size,
+            to_size=message.to_size,
+            hashes=tuple(message.hashes),
+            from_checkpoint=SignedCheckpoint.from_proto(message.from_checkpoint),
+            to_checkpoint=SignedCheckpoint.from_proto(message.to_checkpoint),
+        )
+
+
+@dataclass(frozen=True)
+class IntegrityFailure:
+    """One problem an integrity audit found: `kind` is content (a stored copy fails its
+    digest), journal (an event no longer hashes to its sealed leaf), log (root vs checkpoint)
+    or seal (signature or time stamp)."""
+
+    kind: str
+    description: str
+    document_id: str = ""
+    leaf_index: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "document_id": self.document_id,
+            "leaf_index": self.leaf_index,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class IntegrityAuditReport:
+    """The result of an integrity audit (`IntegrityAuditCompleted`); `ok` when no failure."""
+
+    tenant: str
+    audit_id: str
+    trigger: str
+    started_at: datetime | None
+    completed_at: datetime | None
+    documents_checked: int
+    bytes_rehashed: int
+    events_checked: int
+    tree_size: int
+    root_hash: str
+    failures: tuple[IntegrityFailure, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @classmethod
+    def from_proto(cls, message: events_pb2.IntegrityAuditCompleted) -> IntegrityAuditReport:
+        return cls(
+            tenant=message.tenant.value,
+            audit_id=message.audit_id,
+            trigger=message.trigger,
+            started_at=_datetime(message.started_at) if message.HasField("started_at") else None,
+            completed_at=(
+                _datetime(message.completed_at) if message.HasField("completed_at") else None
+            ),
+            documents_checked=message.documents_checked,
+            bytes_rehashed=message.bytes_rehashed,
+            events_checked=message.events_checked,
+            tree_size=message.tree_size,
+            root_hash=message.root_hash.hex(),
+            failures=tuple(
+                IntegrityFailure(
+                    kind=f.kind,
+                    description=f.description,
+                    document_id=f.document_id,
+                    leaf_index=f.leaf_index,
+                )
+                for f in message.failures
+            ),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "tenant": self.tenant,
+            "audit_id": self.audit_id,
+            "trigger": self.trigger,
+            "started_at": _iso(self.started_at),
+            "completed_at": _iso(self.completed_at),
+            "documents_checked": self.documents_checked,
+            "bytes_rehashed": self.bytes_rehashed,
+            "events_checked": self.events_checked,
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "failures": [failure.to_dict() for failure in self.failures],
         }
 
 
