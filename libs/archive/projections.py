@@ -136,11 +136,19 @@ class ProjectionRunner:
         pumping = asyncio.create_task(pump(), name=f"projection-{self._projection.name}")
         try:
             while True:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # A cancellation swallowed inside a library (Python 3.11 wait_for) still
+                    # counts: stop as asked.
+                    raise asyncio.CancelledError
                 if pumping.done():
                     pumping.result()  # re-raise what stopped the subscription
                     return
                 try:
-                    first = await asyncio.wait_for(queue.get(), timeout=1.0)
+                    # Not wait_for: in Python 3.11 it can swallow the cancellation that stops
+                    # this loop when it races a completing get().
+                    async with asyncio.timeout(1.0):
+                        first = await queue.get()
                 except TimeoutError:
                     continue
                 batch = [first]
@@ -156,10 +164,8 @@ class ProjectionRunner:
     async def wait_for(self, position: int, timeout: float = 10.0) -> None:
         """Block until the projection has applied `position` (read-your-writes for a caller
         that just appended)."""
-        async with self._advanced:
-            await asyncio.wait_for(
-                self._advanced.wait_for(lambda: self._position >= position), timeout
-            )
+        async with asyncio.timeout(timeout), self._advanced:
+            await self._advanced.wait_for(lambda: self._position >= position)
 
     def close(self) -> None:
         self._db.close()

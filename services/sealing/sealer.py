@@ -279,11 +279,15 @@ class Sealer:
         pumping = asyncio.create_task(pump(), name="sealer-pump")
         try:
             while True:
+                _raise_if_cancel_was_swallowed()
                 if pumping.done():
                     pumping.result()
                     return
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the
+                # cancellation that stops this loop when it races a completing get().
                 try:
-                    event = await asyncio.wait_for(queue.get(), timeout=tick)
+                    async with asyncio.timeout(tick):
+                        event = await queue.get()
                     self.offer(event)
                     while not queue.empty():
                         self.offer(queue.get_nowait())
@@ -303,12 +307,20 @@ class Sealer:
                 return False
             return tenant_log.checkpoint_covering(tenant_log.index_of_event[event_id]) is not None
 
-        async with self._sealed:
-            try:
-                await asyncio.wait_for(self._sealed.wait_for(covered), timeout)
-            except TimeoutError:
-                return covered()
+        try:
+            async with asyncio.timeout(timeout), self._sealed:
+                await self._sealed.wait_for(covered)
+        except TimeoutError:
+            return covered()
         return True
+
+
+def _raise_if_cancel_was_swallowed() -> None:
+    """Python 3.11's asyncio.wait_for (used inside nats-py) can swallow a cancellation; the
+    task still counts the request, so a loop that checks stops anyway."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def first_event(store: EventStore, stream: StreamName) -> RecordedEvent | None:
