@@ -34,7 +34,7 @@ ARTIFACT = "archive"
 GRPC_PORT = 50051
 UID = 10001
 PART_OF = ("app.kubernetes.io/part-of", "trusted-archive")
-ARCHIVE_SERVICES = {"gateway", "ingest", "search"}
+ARCHIVE_SERVICES = {"gateway", "ingest", "search", "sealing"}
 SECRET_LIKE = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE", re.IGNORECASE)
 
 Doc = dict[str, Any]
@@ -241,7 +241,7 @@ def test_writable_paths_are_volumes(docs: tuple[Doc, ...]) -> None:
             blobs = volumes[mounts[env["ARCHIVE_BLOB_DIR"]]]
             assert blobs["persistentVolumeClaim"]["claimName"] == "archive-blobs", name
             with_blobs.add(name)
-    assert with_blobs == {"ingest", "search"}
+    assert with_blobs == {"ingest", "search", "sealing"}
 
 
 # --- services and routes ------------------------------------------------------------------------
