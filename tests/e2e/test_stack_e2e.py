@@ -209,3 +209,50 @@ async def test_sigkill_of_ingest_mid_uploads_loses_no_receipted_deposit(
     new_pid = launch.pid("ingest")
     assert new_pid is not None and pid_alive(new_pid)
     assert launch.stop() == 0
+
+
+async def test_deposit_then_evidence_verifies_offline_and_survives_a_sealer_kill(
+    launcher: Callable[..., Launch], tmp_path: Path
+) -> None:
+    nats_port = free_port()
+    launch, env = start_stack(launcher, nats_port)
+    env_file = launch.data / "archive.env"
+    document = tmp_path / "contract.pdf"
+    document.write_bytes(PDF + os.urandom(40_000))
+
+    put = await asyncio.to_thread(archivectl, env_file, "put", str(document), "--json")
+    assert put.returncode == 0, put.stderr
+    document_id = json.loads(put.stdout)["document_id"]
+    bundle = tmp_path / "bundle.zip"
+    got = await asyncio.to_thread(archivectl, env_file, "evidence", document_id, "-o", str(bundle))
+    assert got.returncode == 0, got.stderr + got.stdout
+    verified = await asyncio.to_thread(
+        archivectl, env_file, "verify", str(document), "--evidence", str(bundle)
+    )
+    assert verified.returncode == 0, verified.stderr + verified.stdout
+    altered = tmp_path / "altered.pdf"
+    data = bytearray(document.read_bytes())
+    data[-1] ^= 0x01
+    altered.write_bytes(bytes(data))
+    refused = await asyncio.to_thread(
+        archivectl, env_file, "verify", str(altered), "--evidence", str(bundle)
+    )
+    assert refused.returncode == 1
+    assert "document" in (refused.stderr + refused.stdout).lower()
+
+    # Kill the sealer while deposits keep coming: the restarted sealer seals every one.
+    async with client_for(env) as client:
+        receipts = [
+            await client.upload(PDF + os.urandom(1000), file_name=f"d{i}.pdf") for i in range(20)
+        ]
+        sealing_pid = launch.pid("sealing")
+        assert sealing_pid is not None
+        os.kill(sealing_pid, signal.SIGKILL)
+        receipts += [
+            await client.upload(PDF + os.urandom(1000), file_name=f"e{i}.pdf") for i in range(20)
+        ]
+        for receipt in receipts:  # waits out the restart (NOT_READY / UNAVAILABLE retried)
+            evidence = await client.get_evidence(receipt.document_id)
+            assert evidence[:2] == b"PK"
+    assert launch.pid("sealing") != sealing_pid
+    assert launch.stop() == 0
