@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +67,8 @@ class ProjectionRunner:
         self._store = store
         self._projection = projection
         self._db = open_database(db_path)
+        self._db_lock = threading.Lock()
+        self._closed = False
         self._batch_size = batch_size
         self._db.execute(_POSITION_TABLE)
         self._db.execute("BEGIN")
@@ -90,6 +93,14 @@ class ProjectionRunner:
         return int(row[0]) if row else 0
 
     def _apply_batch(self, events: Sequence[RecordedEvent]) -> None:
+        # Runs in a worker thread that a cancelled caller does not stop: the lock makes
+        # close() wait for it rather than pull the connection from under it.
+        with self._db_lock:
+            if self._closed:
+                raise RuntimeError(f"projection {self._projection.name} is closed")
+            self._apply_locked(events)
+
+    def _apply_locked(self, events: Sequence[RecordedEvent]) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -168,4 +179,6 @@ class ProjectionRunner:
             await self._advanced.wait_for(lambda: self._position >= position)
 
     def close(self) -> None:
-        self._db.close()
+        with self._db_lock:
+            self._closed = True
+            self._db.close()
