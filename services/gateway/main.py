@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from archive.config import ConfigError, Settings
+from archive.grpcserver.server import bind_port
 from services.gateway.proxy import (
     ROUTES_VARIABLE,
     MethodKinds,
@@ -163,26 +164,7 @@ class Gateway:
                 await self.health.set("", _NOT_SERVING)
 
     def _bind(self) -> int:
-        settings = self.settings
-        address = settings.grpc_address
-        try:
-            if settings.grpc_tls_cert_file and settings.grpc_tls_key_file:
-                credentials = grpc.ssl_server_credentials(
-                    [
-                        (
-                            settings.grpc_tls_key_file.read_bytes(),
-                            settings.grpc_tls_cert_file.read_bytes(),
-                        )
-                    ]
-                )
-                port = self._server.add_secure_port(address, credentials)
-            else:
-                port = self._server.add_insecure_port(address)
-        except RuntimeError as exc:
-            raise RuntimeError(f"cannot listen on {address}: {exc}") from exc
-        if port == 0:
-            raise RuntimeError(f"cannot listen on {address} (in use or not a local address?)")
-        return port
+        return bind_port(self._server, self.settings)
 
 
 def load_api_descriptors() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import tempfile
@@ -34,6 +33,7 @@ from archive.eventstore import ANY, NewEvent, StreamName
 from archive.eventstore import envelope as envelope_codec
 from archive.eventstore.jetstream import JetStreamEventStore
 from archive.natsserver import NatsServer
+from tools.bench.report import emit
 
 
 def _events(n: int, size: int) -> list[NewEvent]:
@@ -184,11 +184,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     ns = parser.parse_args()
     report = asyncio.run(bench(ns.event_bytes, ns.singles, ns.batches))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if ns.out:
-        ns.out.parent.mkdir(parents=True, exist_ok=True)
-        ns.out.write_text(text + "\n")
+    emit(report, ns.out)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import os
 import platform
 import subprocess
@@ -41,6 +40,7 @@ import nats
 
 from archive.natsserver import NatsServer, free_port
 from archive.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc, tenancy_pb2, tenancy_pb2_grpc
+from tools.bench.report import emit
 
 OPERATOR = "bench-operator-token-0123456789abcdef"
 DOC_BYTES = 30 * 1024
@@ -264,11 +264,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     ns = parser.parse_args()
     report = asyncio.run(bench(ns.documents, ns.concurrency))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if ns.out:
-        ns.out.parent.mkdir(parents=True, exist_ok=True)
-        ns.out.write_text(text + "\n")
+    emit(report, ns.out)
 
 
 if __name__ == "__main__":

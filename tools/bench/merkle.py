@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import platform
 import random
@@ -40,6 +39,7 @@ from archive.sealing.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tools.bench.report import emit
 
 
 def _rate(count: int, seconds: float) -> float:
@@ -202,11 +202,7 @@ def main() -> None:
     if ns.leaves < 2 or ns.proofs < 1 or ns.repeat < 1:
         parser.error("needs --leaves >= 2, --proofs >= 1 and --repeat >= 1")
     report = bench(ns.leaves, ns.proofs, ns.repeat)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if ns.out:
-        ns.out.parent.mkdir(parents=True, exist_ok=True)
-        ns.out.write_text(text + "\n")
+    emit(report, ns.out)
 
 
 if __name__ == "__main__":

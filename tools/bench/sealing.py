@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import tempfile
@@ -48,6 +47,7 @@ from tools.bench.ingest import (
     _start,
     _wait_port,
 )
+from tools.bench.report import emit
 
 _SERVE = (
     "import asyncio; from archive.config import Settings; "
@@ -169,11 +169,7 @@ def main() -> None:
         "under_ingest_load": asyncio.run(bench(ns.documents, ns.concurrency)),
         "merkle": merkle.bench(ns.merkle_leaves, proofs=2000, repeat=1),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if ns.out:
-        ns.out.parent.mkdir(parents=True, exist_ok=True)
-        ns.out.write_text(text + "\n")
+    emit(report, ns.out)
 
 
 if __name__ == "__main__":

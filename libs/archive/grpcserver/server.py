@@ -120,26 +120,31 @@ class ArchiveServer:
         await self.registry.stop()
 
     def _bind(self) -> int:
-        settings = self.settings
-        address = settings.grpc_address
-        try:
-            if settings.grpc_tls_cert_file and settings.grpc_tls_key_file:
-                credentials = grpc.ssl_server_credentials(
-                    [
-                        (
-                            settings.grpc_tls_key_file.read_bytes(),
-                            settings.grpc_tls_cert_file.read_bytes(),
-                        )
-                    ]
-                )
-                port = self._server.add_secure_port(address, credentials)
-            else:
-                port = self._server.add_insecure_port(address)
-        except RuntimeError as exc:
-            raise RuntimeError(f"cannot listen on {address}: {exc}") from exc
-        if port == 0:
-            raise RuntimeError(f"cannot listen on {address} (in use or not a local address?)")
-        return port
+        return bind_port(self._server, self.settings)
+
+
+def bind_port(server: grpc.aio.Server, settings: Settings) -> int:
+    """Listen on the configured address, with TLS when a certificate and key are set; a clear
+    error when the address cannot be had (port taken, not a local address)."""
+    address = settings.grpc_address
+    try:
+        if settings.grpc_tls_cert_file and settings.grpc_tls_key_file:
+            credentials = grpc.ssl_server_credentials(
+                [
+                    (
+                        settings.grpc_tls_key_file.read_bytes(),
+                        settings.grpc_tls_cert_file.read_bytes(),
+                    )
+                ]
+            )
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise RuntimeError(f"cannot listen on {address}: {exc}") from exc
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {address} (in use or not a local address?)")
+    return port
 
 
 def build_server(
