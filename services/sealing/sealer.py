@@ -157,6 +157,8 @@ class Sealer:
         pending = self._pending[tenant]
         tenant_log = self.log_of(tenant)
         batch = pending.leaves[: self._max_leaves]
+        if not batch:
+            return True  # another sealer took them all
         previous = tenant_log.latest_checkpoint
         first_index = tenant_log.size
         for _, leaf in batch:
@@ -241,12 +243,11 @@ class Sealer:
 
     async def seal_due(self) -> None:
         for tenant in self.due():
-            while tenant in self.due() or (
-                self._pending[tenant].leaves
-                and len(self._pending[tenant].leaves) >= self._max_leaves
+            # Full rounds back to back while a backlog lasts; a remainder waits its delay.
+            while await self.seal_round(tenant) and (
+                len(self._pending[tenant].leaves) >= self._max_leaves
             ):
-                if not await self.seal_round(tenant):
-                    break
+                pass
         await self._advance_cursor()
 
     async def _advance_cursor(self) -> None:
