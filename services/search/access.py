@@ -16,7 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from archive.blobstore import BlobNotFound, BlobStore
 from archive.documents import document_stream, parse_document_id
-from archive.eventstore import ANY, EventStore, NewEvent
+from archive.eventstore import ANY, EventStore, NewEvent, StreamName
 from archive.grpcserver import InvalidArgument, current_correlation_id, current_principal
 from archive.grpcserver.errors import ContentDamaged, DocumentNotFound
 from archive.projections import ProjectionRunner
@@ -31,6 +31,7 @@ DOWNLOAD_CHUNK_BYTES = 256 * 1024
 # How long a lookup that misses waits for the registry to apply what the store already has
 # (a deposit acknowledged a moment ago must be found: read-your-writes across services).
 CATCH_UP_SECONDS = 5.0
+LISTING_CATEGORY = "listing"
 
 
 class SearchServicer(search_pb2_grpc.SearchServicer):
@@ -73,6 +74,8 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         if len(documents) > size:
             documents = documents[:size]
             next_token = _encode_page_token(documents[-1].event_position)
+        if documents:
+            await self._record_listing(request, documents)
         return search_pb2.ListDocumentsResponse(
             documents=documents, page=common_pb2.PageResponse(next_page_token=next_token)
         )
@@ -137,6 +140,30 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                     metadata={"principal": principal.token_id},
                 )
             ],
+            ANY,
+        )
+
+
+    async def _record_listing(
+        self,
+        request: search_pb2.ListDocumentsRequest,
+        documents: list[search_pb2.DocumentInfo],
+    ) -> None:
+        """One event per page served, naming what was shown (an empty page shows nothing)."""
+        principal = current_principal()
+        now = Timestamp()
+        now.FromDatetime(datetime.now(UTC))
+        event = events_pb2.DocumentsListed(
+            tenant=common_pb2.TenantId(value=principal.tenant),
+            accessed_by=principal.token_id,
+            document_ids=[d.document_id.value for d in documents],
+            document_class_filter=request.document_class,
+            metadata_filter=request.metadata,
+            accessed_at=now,
+        )
+        await self._store.append(
+            StreamName(principal.tenant, LISTING_CATEGORY, principal.token_id or "operator"),
+            [NewEvent.of(event, correlation_id=current_correlation_id())],
             ANY,
         )
 

@@ -381,6 +381,12 @@ async def test_list_pages_newest_first_with_filters(stack: Stack) -> None:
     )
     expected = [ids[i] for i in range(23) if i % 2 and i % 3 == 1][::-1]
     assert [d.document_id.value for d in invoices.documents] == expected
+    # Listings are consultations too: one event per page, naming what was shown.
+    listed = await stack.events("archive.v1.DocumentsListed")
+    assert len(listed) == 6  # five pages, then the filtered listing
+    assert [i for e in listed[:5] for i in e.document_ids] == ids[::-1]
+    assert listed[-1].document_class_filter == "invoice"
+    assert dict(listed[-1].metadata_filter) == {"batch": "1"}
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stack.search.ListDocuments(
             search_pb2.ListDocumentsRequest(page=common_pb2.PageRequest(page_token="garbage!")),

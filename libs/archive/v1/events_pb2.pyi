@@ -159,6 +159,29 @@ class DocumentAccessed(_message.Message):
     accessed_at: _timestamp_pb2.Timestamp
     def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., document_id: _Optional[_Union[_common_pb2.DocumentId, _Mapping]] = ..., accessed_by: _Optional[str] = ..., access_kind: _Optional[str] = ..., accessed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class DocumentsListed(_message.Message):
+    __slots__ = ("tenant", "accessed_by", "document_ids", "document_class_filter", "metadata_filter", "accessed_at")
+    class MetadataFilterEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ACCESSED_BY_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_CLASS_FILTER_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FILTER_FIELD_NUMBER: _ClassVar[int]
+    ACCESSED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant: _common_pb2.TenantId
+    accessed_by: str
+    document_ids: _containers.RepeatedScalarFieldContainer[str]
+    document_class_filter: str
+    metadata_filter: _containers.ScalarMap[str, str]
+    accessed_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., accessed_by: _Optional[str] = ..., document_ids: _Optional[_Iterable[str]] = ..., document_class_filter: _Optional[str] = ..., metadata_filter: _Optional[_Mapping[str, str]] = ..., accessed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class LogLeavesAppended(_message.Message):
     __slots__ = ("tenant", "first_index", "leaf_hashes", "event_ids", "event_positions")
     TENANT_FIELD_NUMBER: _ClassVar[int]
