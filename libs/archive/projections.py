@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
+from archive.aio import raise_if_cancel_was_swallowed
 from archive.eventstore import EventStore, RecordedEvent, StreamFilter
 
 log = logging.getLogger(__name__)
@@ -147,11 +148,7 @@ class ProjectionRunner:
         pumping = asyncio.create_task(pump(), name=f"projection-{self._projection.name}")
         try:
             while True:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    # A cancellation swallowed inside a library (Python 3.11 wait_for) still
-                    # counts: stop as asked.
-                    raise asyncio.CancelledError
+                raise_if_cancel_was_swallowed()
                 if pumping.done():
                     pumping.result()  # re-raise what stopped the subscription
                     return

@@ -24,8 +24,8 @@ from archive.eventstore import (
     EventStore,
     NewEvent,
     RecordedEvent,
-    StreamNotFound,
     WrongExpectedVersion,
+    first_event,
 )
 from archive.formats import HEAD_BYTES, identify
 from archive.grpcserver import InvalidArgument, current_correlation_id, current_principal
@@ -59,7 +59,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
         stream = document_stream(tenant, document_id)
 
         if header.idempotency_key:
-            original = await self._original_deposit(stream)
+            original = await first_event(self._store, stream)
             if original is not None:
                 return await self._replay(original, _content(messages, bytearray()))
 
@@ -106,21 +106,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
             result = await self._store.append(stream, [new_event], NO_STREAM)
         except WrongExpectedVersion:
             # A concurrent deposit with the same idempotency key won the race.
-            original = await self._original_deposit(stream)
+            original = await first_event(self._store, stream)
             if original is None:
                 raise
             if original.decode().sha256.value.hex() != blob.sha256:  # type: ignore[attr-defined]
                 raise IdempotencyKeyReused(document_id) from None
             return receipt_from(original.decode(), original.position, replayed=True)  # type: ignore[arg-type]
         return receipt_from(event, result.last_position, replayed=False)
-
-    async def _original_deposit(self, stream: Any) -> RecordedEvent | None:
-        try:
-            async for recorded in self._store.read_stream(stream):
-                return recorded  # the first event of a document stream is its deposit
-        except StreamNotFound:
-            return None
-        return None
 
     async def _replay(
         self, original: RecordedEvent, content: AsyncIterator[bytes]

@@ -8,17 +8,34 @@ import json
 import zipfile
 from dataclasses import dataclass
 
+# The member names are the verifier's: what we write is by construction what it reads.
+from archive.sealing.bundle import (
+    CHECKPOINT,
+    LEAF,
+    PROOF,
+    ROOT,
+    SEAL,
+    SEAL_CHAIN,
+    TIMESTAMP,
+    TSA_CHAIN,
+    VERIFY,
+)
 from archive.v1 import events_pb2
 
-LEAF = "leaf.json"
-PROOF = "inclusion-proof.json"
-CHECKPOINT = "checkpoint.txt"
-SEAL = "checkpoint.p7s"
-TIMESTAMP = "checkpoint.tsr"
-SEAL_CHAIN = "certs/seal-chain.pem"
-TSA_CHAIN = "certs/tsa-chain.pem"
-ROOT = "certs/root.pem"
-VERIFY = "VERIFY.md"
+__all__ = [
+    "CHECKPOINT",
+    "LEAF",
+    "PROOF",
+    "ROOT",
+    "SEAL",
+    "SEAL_CHAIN",
+    "TIMESTAMP",
+    "TSA_CHAIN",
+    "VERIFY",
+    "TrustMaterial",
+    "build_bundle",
+    "verify_instructions",
+]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from archive.aio import raise_if_cancel_was_swallowed
 from archive.eventstore import (
     ANY,
     NO_STREAM,
@@ -33,7 +34,6 @@ from archive.eventstore import (
     RecordedEvent,
     StreamFilter,
     StreamName,
-    StreamNotFound,
     WrongExpectedVersion,
 )
 from archive.sealing.checkpoint import format_checkpoint, tenant_origin
@@ -280,7 +280,7 @@ class Sealer:
         pumping = asyncio.create_task(pump(), name="sealer-pump")
         try:
             while True:
-                _raise_if_cancel_was_swallowed()
+                raise_if_cancel_was_swallowed()
                 if pumping.done():
                     pumping.result()
                     return
@@ -314,20 +314,3 @@ class Sealer:
         except TimeoutError:
             return covered()
         return True
-
-
-def _raise_if_cancel_was_swallowed() -> None:
-    """Python 3.11's asyncio.wait_for (used inside nats-py) can swallow a cancellation; the
-    task still counts the request, so a loop that checks stops anyway."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-async def first_event(store: EventStore, stream: StreamName) -> RecordedEvent | None:
-    try:
-        async for recorded in store.read_stream(stream):
-            return recorded
-    except StreamNotFound:
-        return None
-    return None

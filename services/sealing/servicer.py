@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from archive.blobstore import BlobStore
 from archive.documents import document_stream, parse_document_id
-from archive.eventstore import ANY, EventStore, NewEvent
+from archive.eventstore import ANY, EventStore, NewEvent, first_event
 from archive.grpcserver import InvalidArgument, current_correlation_id, current_principal
 from archive.grpcserver.errors import ContentDamaged, DocumentNotFound, NotReadyYet
 from archive.sealing.leaves import leaf_bytes
@@ -20,7 +20,7 @@ from archive.sealing.merkle import leaf_hash
 from archive.v1 import events_pb2, sealing_pb2, sealing_pb2_grpc
 from services.sealing.audit import CheckpointVerifier, run_audit
 from services.sealing.evidence import TrustMaterial, build_bundle
-from services.sealing.sealer import Sealer, first_event
+from services.sealing.sealer import Sealer
 
 INGESTED = events_pb2.DocumentIngested.DESCRIPTOR.full_name
 

@@ -19,6 +19,7 @@ from archive.eventstore.port import (
     NewEvent,
     RecordedEvent,
     Subscription,
+    first_event,
 )
 from archive.eventstore.streams import SYSTEM_TENANT, StreamFilter, StreamName
 
@@ -42,4 +43,5 @@ __all__ = [
     "StreamNotFound",
     "Subscription",
     "WrongExpectedVersion",
+    "first_event",
 ]

@@ -217,3 +217,13 @@ class EventStore(ABC):
         except StreamNotFound:
             return None
         return None
+
+
+async def first_event(store: EventStore, stream: StreamName | str) -> RecordedEvent | None:
+    """The first event of a stream (e.g. a document's deposit), or None if it has none."""
+    try:
+        async for recorded in store.read_stream(stream):
+            return recorded
+    except StreamNotFound:
+        return None
+    return None

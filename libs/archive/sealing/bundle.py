@@ -74,7 +74,7 @@ __all__ = [
     "verify_signed_checkpoint",
 ]
 
-# The bundle's members (services/sealing/evidence.py writes them; tests keep the two in step).
+# The bundle's members; services/sealing/evidence.py writes them under these same names.
 LEAF: Final = "leaf.json"
 PROOF: Final = "inclusion-proof.json"
 CHECKPOINT: Final = "checkpoint.txt"
