@@ -12,6 +12,9 @@ from stack_support import Launch, launcher_factory
 from archive.eventstore.jetstream import JetStreamEventStore
 from archive.natsserver import NatsServer
 
+# The `stack` fixture (ingest + search on real NATS) for the integration tests.
+pytest_plugins = ["ingest_stack"]
+
 
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:

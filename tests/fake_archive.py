@@ -356,6 +356,62 @@ class FakeIngest(_Base, ingest_pb2_grpc.IngestServicer):
             )
         return receipt
 
+    async def UploadMany(
+        self, request_iterator: AsyncIterator[ingest_pb2.UploadRequest], context: Context
+    ) -> AsyncIterator[ingest_pb2.UploadManyResult]:
+        """Each document is handled as an Upload of its own (authentication, injected errors
+        and all), its abort turned into that document's status; the stream goes on."""
+        await self._enter(context, "UploadMany")
+        document: list[ingest_pb2.UploadRequest] = []
+        index = 0
+        async for request in request_iterator:
+            part = request.WhichOneof("part")
+            if (part == "header") == bool(document):
+                await invalid(context, "header", "each document: one header, content, an end")
+            document.append(request)
+            if part != "end":
+                continue
+            one = _DocumentContext(context)
+            try:
+                receipt = await self.Upload(_replay(document), one)  # type: ignore[arg-type]
+            except _DocumentAborted as aborted:
+                yield ingest_pb2.UploadManyResult(index=index, error=aborted.status)
+            else:
+                yield ingest_pb2.UploadManyResult(index=index, receipt=receipt)
+            document = []
+            index += 1
+        if document:
+            await invalid(context, "end", "the stream ended inside a document")
+
+
+class _DocumentAborted(Exception):
+    def __init__(self, status: status_pb2.Status) -> None:
+        self.status = status
+
+
+class _DocumentContext:
+    """A servicer context for one document of an UploadMany stream: abort ends the document,
+    not the call."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    def invocation_metadata(self) -> Any:
+        return self._context.invocation_metadata()
+
+    async def abort(self, code: grpc.StatusCode, details: str, trailing: Any = ()) -> NoReturn:
+        for key, value in trailing or ():
+            if key == "grpc-status-details-bin":
+                raise _DocumentAborted(status_pb2.Status.FromString(value))
+        raise _DocumentAborted(status_pb2.Status(code=code.value[0], message=details))
+
+
+async def _replay(
+    messages: Sequence[ingest_pb2.UploadRequest],
+) -> AsyncIterator[ingest_pb2.UploadRequest]:
+    for message in messages:
+        yield message
+
 
 class FakeSearch(_Base, search_pb2_grpc.SearchServicer):
     async def GetDocument(

@@ -40,6 +40,7 @@ from archive.client import (
     Receipt,
     Unauthenticated,
     Unavailable,
+    UploadItem,
 )
 from archive.client.errors import NotReady
 from archive.client.models import IntegrityAuditReport, SignedCheckpoint
@@ -55,7 +56,7 @@ EXIT_UNAVAILABLE: Final = 5
 EXIT_INTEGRITY: Final = 6
 EXIT_INTERRUPTED: Final = 130
 
-DEFAULT_CONCURRENCY: Final = 8
+DEFAULT_CONCURRENCY: Final = 4
 DEFAULT_RETRIES: Final = 4
 
 _ENVIRONMENT: Final = """\
@@ -254,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=DEFAULT_CONCURRENCY,
         metavar="N",
-        help=f"uploads in flight (default {DEFAULT_CONCURRENCY})",
+        help=f"upload streams at once, each carrying many files (default {DEFAULT_CONCURRENCY})",
     )
     json_flag(put)
 
@@ -498,7 +499,6 @@ async def _put(args: argparse.Namespace, config: ClientConfig) -> int:
     metadata = dict(args.meta)
     stderr = sys.stderr
     progress = Progress(stderr, len(files), sum(f.size for f in files)) if _is_tty(stderr) else None
-    pending = iter(files)
     failures: list[int] = []
 
     def emit(line: str, stream: TextIO) -> None:
@@ -508,23 +508,16 @@ async def _put(args: argparse.Namespace, config: ClientConfig) -> int:
         if progress is not None:
             progress.draw()
 
-    async def upload(client: ArchiveClient, item: LocalFile) -> None:
-        try:
-            receipt = await client.upload(
-                item.path,
-                media_type=args.media_type,
-                metadata=metadata,
-                document_class=args.document_class,
-                on_progress=progress.add_bytes if progress is not None else None,
-            )
-        except (ArchiveError, OSError) as exc:
-            failures.append(exit_code_for(exc))
+    def report(item: LocalFile, receipt: Receipt | None, error: BaseException | None) -> None:
+        if receipt is None:
+            assert error is not None
+            failures.append(exit_code_for(error))
             if progress is not None:
                 progress.file_done(failed=True)
             if args.json:
-                emit(_json({"file": item.shown, **_error_fields(exc)}), sys.stdout)
+                emit(_json({"file": item.shown, **_error_fields(error)}), sys.stdout)
             else:
-                emit(f"archivectl: {item.shown}: {_describe(exc)}", sys.stderr)
+                emit(f"archivectl: {item.shown}: {_describe(error)}", sys.stderr)
             return
         if progress is not None:
             progress.file_done(failed=False)
@@ -533,17 +526,26 @@ async def _put(args: argparse.Namespace, config: ClientConfig) -> int:
         else:
             emit(_receipt_line(item.shown, receipt), sys.stdout)
 
-    async def worker(client: ArchiveClient) -> None:
-        # One shared iterator: each worker takes the next file when it is free.
-        for item in pending:
-            await upload(client, item)
-
+    # Documents go back to back on a few UploadMany streams (the archive commits them in
+    # groups): far faster than a call per file, with the same per-document guarantees.
+    items = (
+        UploadItem(
+            item.path,
+            media_type=args.media_type,
+            metadata=metadata,
+            document_class=args.document_class,
+        )
+        for item in files
+    )
     async with ArchiveClient(config) as client:
         refresher = asyncio.create_task(progress.refresh()) if progress is not None else None
         try:
-            await asyncio.gather(
-                *(worker(client) for _ in range(min(args.concurrency, len(files))))
-            )
+            async for outcome in client.upload_many(
+                items,
+                streams=max(1, min(args.concurrency, len(files))),
+                on_progress=progress.add_bytes if progress is not None else None,
+            ):
+                report(files[outcome.index], outcome.receipt, outcome.error)
         finally:
             if refresher is not None:
                 refresher.cancel()

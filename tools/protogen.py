@@ -24,10 +24,15 @@ def generate(out_dir: Path) -> None:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     well_known = resources.files("grpc_tools") / "_proto"
+    # google/rpc/*.proto ship with googleapis-common-protos, beside their generated code.
+    from google.rpc import status_pb2
+
+    googleapis = Path(status_pb2.__file__).resolve().parents[2]
     args = [
         "protoc",
         f"-I{PROTO_ROOT}",
         f"-I{well_known}",
+        f"-I{googleapis}",
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",

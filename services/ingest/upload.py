@@ -30,7 +30,9 @@ from archive.eventstore import (
 from archive.formats import HEAD_BYTES, identify
 from archive.grpcserver import InvalidArgument, current_correlation_id, current_principal
 from archive.grpcserver.errors import IdempotencyKeyReused
+from archive.tenancy import Principal
 from archive.v1 import common_pb2, events_pb2, ingest_pb2, ingest_pb2_grpc
+from services.ingest.bulk import deposit_many
 from services.ingest.validation import validate_header
 
 
@@ -45,15 +47,37 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
         request_iterator: AsyncIterator[ingest_pb2.UploadRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> ingest_pb2.DepositReceipt:
-        principal = current_principal()
-        tenant = principal.tenant
         messages = aiter(request_iterator)
         first = await anext(messages, None)
         if first is None or first.WhichOneof("part") != "header":
             raise InvalidArgument(
                 "header", "send an UploadHeader as the first message, then the content chunks"
             )
-        header = first.header
+        return await self.deposit(current_principal(), first.header, messages)
+
+    async def UploadMany(
+        self,
+        request_iterator: AsyncIterator[ingest_pb2.UploadRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[ingest_pb2.UploadManyResult]:
+        principal = current_principal()
+
+        async def deposit(
+            header: ingest_pb2.UploadHeader, rest: AsyncIterator[ingest_pb2.UploadRequest]
+        ) -> ingest_pb2.DepositReceipt:
+            return await self.deposit(principal, header, rest)
+
+        async for result in deposit_many(request_iterator, deposit):
+            yield result
+
+    async def deposit(
+        self,
+        principal: Principal,
+        header: ingest_pb2.UploadHeader,
+        messages: AsyncIterator[ingest_pb2.UploadRequest],
+    ) -> ingest_pb2.DepositReceipt:
+        """One deposit, its header already read: `messages` are its chunks and UploadEnd."""
+        tenant = principal.tenant
         validate_header(header, self._settings)
         document_id = new_document_id(tenant, header.idempotency_key)
         stream = document_stream(tenant, document_id)

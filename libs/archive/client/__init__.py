@@ -8,6 +8,7 @@
 See docs/cli.md for `archivectl`, the command line built on it.
 """
 
+from archive.client.bulk import UploadItem, UploadOutcome
 from archive.client.client import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_SIZE,
@@ -77,6 +78,8 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
+    "UploadItem",
+    "UploadOutcome",
     "UploadSource",
     "error_from_rpc",
     "read_env_file",

@@ -26,7 +26,7 @@ import os
 import random
 import tempfile
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, TypeVar
@@ -34,6 +34,7 @@ from typing import IO, Any, Final, TypeVar
 import grpc
 import grpc.aio
 
+from archive.client.bulk import DEFAULT_STREAMS, UploadItem, UploadOutcome, upload_many
 from archive.client.config import ClientConfig
 from archive.client.errors import (
     NOT_READY_REASON,
@@ -42,6 +43,7 @@ from archive.client.errors import (
     IntegrityError,
     NotReady,
     error_from_rpc,
+    server_status_lost,
 )
 from archive.client.models import (
     ConsistencyProof,
@@ -156,6 +158,33 @@ class ArchiveClient:
                 scan_provenance=scan_provenance,
                 on_progress=on_progress,
             )
+
+    def upload_many(
+        self,
+        items: Iterable[UploadItem] | AsyncIterable[UploadItem],
+        *,
+        streams: int = DEFAULT_STREAMS,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        on_progress: ProgressCallback | None = None,
+    ) -> AsyncIterator[UploadOutcome]:
+        """Deposit many documents over `streams` UploadMany calls and yield one
+        `UploadOutcome` per item as each is answered (a receipt once durable, or the error).
+
+        The way to deposit thousands of documents: each stream carries documents back to back
+        instead of one call each, and the archive commits them in groups. Items are read
+        lazily (a generator of a million items is fine) and each file is read when it is sent.
+        Broken streams are re-sent with the same idempotency keys (see archive.client.bulk).
+        `on_progress(n)` gets the size of each document deposited. Breaking out of the loop
+        cancels what is in flight: those documents may or may not be stored, and their keys
+        make a later run safe only if the caller gave them (`UploadItem.idempotency_key`).
+        """
+        if not 0 < chunk_size <= MAX_CHUNK_SIZE:
+            raise ValueError(f"chunk_size must be between 1 and {MAX_CHUNK_SIZE} bytes")
+        if streams < 1:
+            raise ValueError("streams must be at least 1")
+        return upload_many(
+            self, items, streams=streams, chunk_size=chunk_size, on_progress=on_progress
+        )
 
     async def _upload(
         self,
@@ -567,7 +596,7 @@ class ArchiveClient:
         UNAVAILABLE / DEADLINE_EXCEEDED with exponential backoff and jitter, waiting at least
         what the server's RetryInfo asks. Each attempt gets its own correlation id.
         `client_streaming` calls are also repeated when grpc lost the server's status (see
-        `_server_status_lost`); only idempotent calls may set it."""
+        `server_status_lost`); only idempotent calls may set it."""
         backoff = self.config.initial_backoff
         attempts = self.config.max_attempts if retry else 1
         number = lost = 0
@@ -580,7 +609,7 @@ class ArchiveClient:
                 if (
                     client_streaming
                     and lost < _LOST_STATUS_RETRIES
-                    and _server_status_lost(rpc_error)
+                    and server_status_lost(rpc_error)
                 ):
                     lost += 1
                     number -= 1  # not the service's failure: it does not use up a retry
@@ -597,20 +626,6 @@ class ArchiveClient:
                     raise
             await asyncio.sleep(max(backoff * random.uniform(0.5, 1.0), error.retry_delay or 0.0))
             backoff = min(backoff * 2, self.config.max_backoff)
-
-
-def _server_status_lost(error: grpc.aio.AioRpcError) -> bool:
-    """grpc.aio bug (grpc/grpc#36066): when a server ends a client-streaming call while the
-    client is still sending (a refused token, a size limit), a write failing just after can
-    replace the server's status with a local INTERNAL "Internal error from Core" carrying no
-    details. The server then stored nothing (it answered before the end of the content), so
-    repeating the upload with the same idempotency key is safe and brings back its real answer;
-    on loopback this happens to a few percent of refused uploads."""
-    return (
-        error.code() is grpc.StatusCode.INTERNAL
-        and error.details() == "Internal error from Core"
-        and not error.trailing_metadata()
-    )
 
 
 class DownloadStream:

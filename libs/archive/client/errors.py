@@ -152,7 +152,23 @@ def error_from_rpc(error: grpc.RpcError, correlation_id: str = "") -> ArchiveErr
     `correlation_id` is the one the client sent, used when the server gave none."""
     code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
     message: str = error.details() or code.name.lower().replace("_", " ")  # type: ignore[attr-defined]
-    status = _rich_status(error)
+    return _typed_error(code, message, _rich_status(error), correlation_id)
+
+
+def error_from_status(status: status_pb2.Status, correlation_id: str = "") -> ArchiveError:
+    """The typed exception for a google.rpc.Status sent as data (one document's failure in
+    an UploadMany stream), exactly as if a call had ended with it."""
+    code = _CODE_BY_VALUE.get(status.code, grpc.StatusCode.UNKNOWN)
+    message = status.message or code.name.lower().replace("_", " ")
+    return _typed_error(code, message, status, correlation_id)
+
+
+_CODE_BY_VALUE: Final = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _typed_error(
+    code: grpc.StatusCode, message: str, status: status_pb2.Status | None, correlation_id: str
+) -> ArchiveError:
     reason = ""
     metadata: dict[str, str] = {}
     violations: list[tuple[str, str]] = []
@@ -202,3 +218,17 @@ def _rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
             except Exception:  # a garbled trailer must not hide the real error
                 return None
     return None
+
+
+def server_status_lost(error: grpc.aio.AioRpcError) -> bool:
+    """grpc.aio bug (grpc/grpc#36066): when a server ends a client-streaming call while the
+    client is still sending (a refused token, a size limit), a write failing just after can
+    replace the server's status with a local INTERNAL "Internal error from Core" carrying no
+    details. The server then stored nothing (it answered before the end of the content), so
+    repeating the upload with the same idempotency key is safe and brings back its real answer;
+    on loopback this happens to a few percent of refused uploads."""
+    return (
+        error.code() is grpc.StatusCode.INTERNAL
+        and error.details() == "Internal error from Core"
+        and not error.trailing_metadata()
+    )

@@ -50,7 +50,13 @@ _CORRELATION_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 # Exception attributes worth handing back in ErrorInfo.metadata: identifiers the caller sent
 # or may need, never content or credentials.
 _SAFE_ATTRIBUTES: Final = (
-    "tenant", "token_id", "stream", "expected", "actual", "max_size", "document_id"
+    "tenant",
+    "token_id",
+    "stream",
+    "expected",
+    "actual",
+    "max_size",
+    "document_id",
 )
 
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -306,6 +312,12 @@ def current_correlation_id() -> str:
 
 def status_for(exc: BaseException, correlation_id: str) -> grpc.Status:
     """The rich gRPC status for an exception (details included in trailing metadata)."""
+    return rpc_status.to_status(status_proto_for(exc, correlation_id))
+
+
+def status_proto_for(exc: BaseException, correlation_id: str) -> status_pb2.Status:
+    """The google.rpc.Status for an exception: code, message a person can act on, details.
+    Also what a streaming method sends as one item's error without ending the call."""
     rule = rule_for(exc)
     if rule is None:
         code = grpc.StatusCode.INTERNAL
@@ -336,13 +348,22 @@ def status_for(exc: BaseException, correlation_id: str) -> grpc.Status:
     status = status_pb2.Status(code=code.value[0], message=message)
     for detail in details:
         status.details.add().Pack(detail)
-    return rpc_status.to_status(status)
+    return status
 
 
 async def abort_with_error(
     context: grpc.aio.ServicerContext[Any, Any], exc: BaseException, method: str = ""
 ) -> NoReturn:
     """Log `exc` as its rule says and end the call with its status."""
+    correlation_id = log_error(exc, method)
+    status = status_for(exc, correlation_id)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("context.abort returned")  # it always raises
+
+
+def log_error(exc: BaseException, method: str = "") -> str:
+    """Log `exc` as its rule says (unknown errors with their traceback, for the operators);
+    return the correlation id that the caller is given with the error."""
     correlation_id = current_correlation_id()
     rule = rule_for(exc)
     if rule is None:
@@ -363,9 +384,7 @@ async def abort_with_error(
             rule.public_message or exc,
             correlation_id,
         )
-    status = status_for(exc, correlation_id)
-    await context.abort(status.code, status.details, status.trailing_metadata)
-    raise AssertionError("context.abort returned")  # it always raises
+    return correlation_id
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import status_pb2 as _status_pb2
 from archive.v1 import common_pb2 as _common_pb2
 from archive.v1 import events_pb2 as _events_pb2
 from google.protobuf.internal import containers as _containers
@@ -10,6 +11,16 @@ from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class UploadManyResult(_message.Message):
+    __slots__ = ("index", "receipt", "error")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    receipt: DepositReceipt
+    error: _status_pb2.Status
+    def __init__(self, index: _Optional[int] = ..., receipt: _Optional[_Union[DepositReceipt, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
 
 class UploadRequest(_message.Message):
     __slots__ = ("header", "chunk", "end")

@@ -39,6 +39,11 @@ class IngestStub:
                 request_serializer=archive_dot_v1_dot_ingest__pb2.UploadRequest.SerializeToString,
                 response_deserializer=archive_dot_v1_dot_ingest__pb2.DepositReceipt.FromString,
                 _registered_method=True)
+        self.UploadMany = channel.stream_stream(
+                '/archive.v1.Ingest/UploadMany',
+                request_serializer=archive_dot_v1_dot_ingest__pb2.UploadRequest.SerializeToString,
+                response_deserializer=archive_dot_v1_dot_ingest__pb2.UploadManyResult.FromString,
+                _registered_method=True)
 
 
 class IngestServicer:
@@ -54,6 +59,22 @@ class IngestServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadMany(self, request_iterator, context):
+        """Many deposits on one stream, for bulk runs (a month of statements, say): the messages of
+        Upload repeated per document (header, chunks, end; header, chunks, end; ...) without
+        waiting in between. Each document is answered by one UploadManyResult, in the order the
+        documents were sent, as soon as it is durable (a receipt, exactly as Upload returns it) or
+        refused (a google.rpc.Status with the code, message and details Upload would have ended
+        with). A refused document does not end the stream. Only a broken framing does (content
+        before any header, a header inside a document, a stream ending inside a document): the
+        documents complete before it are still answered, then the call ends with
+        INVALID_ARGUMENT. A document left without a result (the call failed or was cancelled) may
+        or may not be stored: send it again with the same idempotency key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +82,11 @@ def add_IngestServicer_to_server(servicer, server):
                     servicer.Upload,
                     request_deserializer=archive_dot_v1_dot_ingest__pb2.UploadRequest.FromString,
                     response_serializer=archive_dot_v1_dot_ingest__pb2.DepositReceipt.SerializeToString,
+            ),
+            'UploadMany': grpc.stream_stream_rpc_method_handler(
+                    servicer.UploadMany,
+                    request_deserializer=archive_dot_v1_dot_ingest__pb2.UploadRequest.FromString,
+                    response_serializer=archive_dot_v1_dot_ingest__pb2.UploadManyResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +116,33 @@ class Ingest:
             '/archive.v1.Ingest/Upload',
             archive_dot_v1_dot_ingest__pb2.UploadRequest.SerializeToString,
             archive_dot_v1_dot_ingest__pb2.DepositReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadMany(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/archive.v1.Ingest/UploadMany',
+            archive_dot_v1_dot_ingest__pb2.UploadRequest.SerializeToString,
+            archive_dot_v1_dot_ingest__pb2.UploadManyResult.FromString,
             options,
             channel_credentials,
             insecure,
