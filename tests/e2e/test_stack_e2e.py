@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from stack_support import Launch
 
-from archive.client import ArchiveClient, ClientConfig
+from archive.client import ArchiveClient, ClientConfig, UploadItem, UploadOutcome
 from archive.client.errors import ArchiveError
 from archive.eventstore.jetstream import JetStreamEventStore
 from archive.launcher import pid_alive, read_env_file
@@ -208,6 +208,41 @@ async def test_sigkill_of_ingest_mid_uploads_loses_no_receipted_deposit(
     assert len(ingested) == len(documents)  # one deposit event per document, no duplicate
     new_pid = launch.pid("ingest")
     assert new_pid is not None and pid_alive(new_pid)
+    assert launch.stop() == 0
+
+
+async def test_sigkill_of_ingest_mid_bulk_upload_is_resumed_by_the_sdk_without_duplicates(
+    launcher: Callable[..., Launch],
+) -> None:
+    nats_port = free_port()
+    launch, env = start_stack(launcher, nats_port)
+    documents = [PDF + os.urandom(10_000) for _ in range(400)]
+    items = [
+        UploadItem(content, file_name=f"s{i:03}.pdf", idempotency_key=f"bulk-{i:03}")
+        for i, content in enumerate(documents)
+    ]
+    outcomes: dict[int, UploadOutcome] = {}
+    killed_pid = None
+    async with client_for(env, max_attempts=20, initial_backoff=0.5) as client:
+        async for outcome in client.upload_many(items, streams=4):
+            outcomes[outcome.index] = outcome
+            if len(outcomes) == 100:
+                killed_pid = launch.pid("ingest")
+                assert killed_pid is not None
+                os.kill(killed_pid, signal.SIGKILL)  # four streams, many documents in flight
+        # The other 300 documents went after the kill, over new streams to a new process.
+        assert killed_pid is not None and launch.pid("ingest") not in (None, killed_pid)
+        assert sorted(outcomes) == list(range(len(items)))
+        failed = {i: o.error for i, o in outcomes.items() if o.error is not None}
+        assert not failed, failed
+        # Every receipt holds: the content is there, whole.
+        for index, outcome in outcomes.items():
+            assert outcome.receipt is not None
+            data = await client.download_bytes(outcome.receipt.document_id)
+            assert data == documents[index]
+    ingested = await events_of(nats_port, "archive.v1.DocumentIngested")
+    assert len(ingested) == len(documents)  # the resent documents were replayed, not copied
+    assert len({e.document_id.value for e in ingested}) == len(documents)  # type: ignore[attr-defined]
     assert launch.stop() == 0
 
 
