@@ -116,5 +116,3 @@ def launcher_factory(tmp_path: Path) -> Iterator[Callable[..., Launch]]:
             for pid in pids:
                 if pid_alive(pid):
                     os.kill(pid, signal.SIGKILL)
-
-

@@ -143,10 +143,7 @@ class Sealer:
             for tenant, pending in self._pending.items()
             if pending.leaves
             and now >= self._retry_at.get(tenant, 0.0)
-            and (
-                len(pending.leaves) >= self._max_leaves
-                or now - pending.since >= self._max_delay
-            )
+            and (len(pending.leaves) >= self._max_leaves or now - pending.since >= self._max_delay)
         ]
 
     # ---- sealing ----
@@ -175,7 +172,10 @@ class Sealer:
             self._retry_at[tenant] = time.monotonic() + self._retry_delay
             log.warning(
                 "time-stamp authority unavailable (%s); %d leaves of %s wait, retrying in %.1fs",
-                exc, len(pending.leaves), tenant, self._retry_delay,
+                exc,
+                len(pending.leaves),
+                tenant,
+                self._retry_delay,
             )
             return False
         stamped_at = Timestamp()

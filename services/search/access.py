@@ -143,7 +143,6 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             ANY,
         )
 
-
     async def _record_listing(
         self,
         request: search_pb2.ListDocumentsRequest,

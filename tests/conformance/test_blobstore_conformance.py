@@ -20,17 +20,24 @@ from archive.blobstore import (
     InMemoryBlobStore,
     InvalidBlobKey,
 )
+from archive.blobstore.filesystem import syncfs_available
 
 TENANT = "acme"
 OTHER_TENANT = "globex"
 MiB = 1024 * 1024
 
 
-@pytest.fixture(params=["memory", "filesystem"])
+# The filesystem adapter in each of its commit modes (see archive.blobstore.filesystem).
+@pytest.fixture(params=["memory", "filesystem-group", "filesystem-per-file"])
 def blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
     if request.param == "memory":
         return InMemoryBlobStore()
-    return FilesystemBlobStore(tmp_path / "blobs")
+    mode = request.param.removeprefix("filesystem-")
+    if mode == "group" and not syncfs_available():
+        pytest.skip("group commit needs syncfs(2) in libc")
+    store = FilesystemBlobStore(tmp_path / "blobs", commit=mode)
+    assert store.commit_mode == mode
+    return store
 
 
 async def chunked(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:

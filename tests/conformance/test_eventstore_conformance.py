@@ -109,7 +109,11 @@ async def test_exact_expected_version_appends_in_sequence(store: EventStore) -> 
     result = await store.append(s, events(2, "g"), 2)
     assert result.version == 4
     assert [e.data for e in await collect(store.read_stream(s))] == [
-        b"e0", b"e1", b"f0", b"g0", b"g1"
+        b"e0",
+        b"e1",
+        b"f0",
+        b"g0",
+        b"g1",
     ]
 
 
@@ -183,8 +187,17 @@ async def test_oversized_event_is_refused_and_writes_nothing(store: EventStore) 
 
 @pytest.mark.parametrize(
     "bad",
-    ["acme.document", "Acme.document.x", "acme.doc ument.x", "acme.document.a.b",
-     "acme.document.x*", "acme.document.>", "acme..x", "", "-acme.document.x"],
+    [
+        "acme.document",
+        "Acme.document.x",
+        "acme.doc ument.x",
+        "acme.document.a.b",
+        "acme.document.x*",
+        "acme.document.>",
+        "acme..x",
+        "",
+        "-acme.document.x",
+    ],
 )
 async def test_malformed_stream_names_are_refused(store: EventStore, bad: str) -> None:
     before = await store.last_position()
@@ -280,8 +293,9 @@ async def test_concurrent_any_appenders_all_succeed_without_version_holes(
 ) -> None:
     writers = [await store_factory() for _ in range(3)]
     s = stream()
-    await asyncio.gather(*[w.append(s, events(1, f"w{i}-{j}"), ANY)
-                           for j in range(5) for i, w in enumerate(writers)])
+    await asyncio.gather(
+        *[w.append(s, events(1, f"w{i}-{j}"), ANY) for j in range(5) for i, w in enumerate(writers)]
+    )
     recorded = await collect(writers[0].read_stream(s))
     assert [e.version for e in recorded] == list(range(15))
 

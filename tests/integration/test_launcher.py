@@ -21,6 +21,7 @@ from archive.v1 import tenancy_pb2, tenancy_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
+
 def who_am_i(endpoint: str, token: str) -> str:
     with grpc.insecure_channel(endpoint) as channel:
         response = tenancy_pb2_grpc.TenancyStub(channel).WhoAmI(

@@ -83,9 +83,7 @@ async def test_audit_reports_an_event_altered_after_sealing(tmp_path: Path) -> N
     forged = events_pb2.DocumentIngested()
     forged.CopyFrom(documents[victim_id])
     forged.size_bytes += 1
-    store._all[index] = dataclasses.replace(
-        store._all[index], data=forged.SerializeToString()
-    )
+    store._all[index] = dataclasses.replace(store._all[index], data=forged.SerializeToString())
     report = await run_audit(store, blobs, sealer.logs["acme"], verify, trigger="on-demand")
     assert [(f.kind, f.document_id) for f in report.failures] == [("journal", victim_id)]
     assert "differs from what was sealed" in report.failures[0].description

@@ -197,12 +197,9 @@ class JetStreamEventStore(EventStore):
                     expected_version, now[0] if now else None
                 ):
                     continue
-                return await self._conflict(
-                    name, events, expected_version, now[0] if now else None
-                )
+                return await self._conflict(name, events, expected_version, now[0] if now else None)
             raise EventStoreError(
-                f"JetStream refused the append to {name}: {error.get('description')} "
-                f"(code {code})"
+                f"JetStream refused the append to {name}: {error.get('description')} (code {code})"
             )
         raise StoreUnavailable(f"append to {name} kept racing other writers; try again")
 
@@ -375,9 +372,7 @@ class _PullReader:
             self._subject, stream=store._stream_name, config=config
         )
 
-    async def events(
-        self, stop_at: int | None, poll: float = 1.0
-    ) -> AsyncIterator[RecordedEvent]:
+    async def events(self, stop_at: int | None, poll: float = 1.0) -> AsyncIterator[RecordedEvent]:
         store = self._store
         while (stop_at is None or self._after < stop_at) and not self._closed:
             if self._sub is None:

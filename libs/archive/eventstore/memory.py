@@ -96,9 +96,7 @@ class InMemoryEventStore(EventStore):
 
 
 class _InMemorySubscription(Subscription):
-    def __init__(
-        self, store: InMemoryEventStore, after: int, filter: StreamFilter | None
-    ) -> None:
+    def __init__(self, store: InMemoryEventStore, after: int, filter: StreamFilter | None) -> None:
         self._store = store
         self._next_index = after  # index in _all of the next event to consider
         self._filter = filter
