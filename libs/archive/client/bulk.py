@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from archive.client.client import ArchiveClient
 
 DEFAULT_STREAMS: Final = 4
+_LOST_STATUS_RETRIES: Final = 16
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ async def upload_many(
 ) -> AsyncIterator[UploadOutcome]:
     """See `ArchiveClient.upload_many`."""
     source = _Source(items)
+    lost_statuses = [0]  # streams whose status grpc lost, in this whole run
     outcomes: asyncio.Queue[UploadOutcome | None] = asyncio.Queue()
     config = client.config
 
@@ -112,6 +114,7 @@ async def upload_many(
         """Send documents until there are none left; answered ones become outcomes, the
         unanswered ones of a broken stream go back to `retries`."""
         sent: list[_Pending] = []
+        preparing: list[_Pending] = []  # taken from the source, not yet sent
         local_error: list[BaseException] = []
         correlation_id = uuid.uuid4().hex
 
@@ -121,17 +124,21 @@ async def upload_many(
             while True:
                 try:
                     pending = await source.next(retries)
-                    await asyncio.to_thread(_measure, pending)
                 except _Exhausted:
                     return
+                except Exception as exc:
+                    local_error.append(exc)
+                    return
+                preparing.append(pending)  # if the stream is cancelled now, it is not lost
+                try:
+                    await asyncio.to_thread(_measure, pending)
                 except OSError as exc:
+                    preparing.clear()
                     error = ArchiveError(f"{pending.file_name}: {exc.strerror or exc}")
                     error.idempotency_key = pending.key
                     finish(UploadOutcome(pending.index, pending.item, error=error))
                     continue
-                except Exception as exc:
-                    local_error.append(exc)
-                    return
+                preparing.clear()
                 pending.attempts += 1
                 sent.append(pending)
                 yield ingest_pb2.UploadRequest(header=_header(pending))
@@ -162,7 +169,18 @@ async def upload_many(
                 finish(outcome)
         except grpc.aio.AioRpcError as rpc_error:
             error = error_from_rpc(rpc_error, correlation_id)
-            retryable = error.code in RETRYABLE_CODES or server_status_lost(rpc_error)
+            retries.extend(preparing)  # taken but never sent: nothing to answer for them
+            preparing.clear()
+            if server_status_lost(rpc_error) and lost_statuses[0] < _LOST_STATUS_RETRIES:
+                # grpc lost the server's answer (see server_status_lost): the server refused
+                # the stream before these documents were complete; asking again brings the
+                # real answer, and does not use up the documents' attempts.
+                lost_statuses[0] += 1
+                for pending in sent[answered:]:
+                    pending.attempts -= 1
+                    retries.append(pending)
+                return
+            retryable = error.code in RETRYABLE_CODES
             for pending in sent[answered:]:
                 if retryable and pending.attempts < config.max_attempts:
                     retries.append(pending)
@@ -174,8 +192,18 @@ async def upload_many(
                 max(config.initial_backoff * random.uniform(0.5, 1.0), error.retry_delay or 0)
             )
         except asyncio.CancelledError:
-            retries.extend(sent[answered:])  # they get the outcome of whatever stopped us
+            # They get the outcome of whatever stopped us.
+            retries.extend([*sent[answered:], *preparing])
             raise
+        for pending in sent[answered:]:  # the server ended the stream without answering them
+            if pending.attempts < config.max_attempts:
+                retries.append(pending)
+            else:
+                error = ArchiveError(
+                    "the archive ended the stream without answering this document",
+                    correlation_id=correlation_id,
+                )
+                finish(UploadOutcome(pending.index, pending.item, error=_for(error, pending)))
         if local_error:
             raise local_error[0]
 
