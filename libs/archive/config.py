@@ -25,6 +25,8 @@ DEFAULT_GRPC_MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 EventStoreKind = Literal["jetstream", "memory"]
 TracesExporter = Literal["none", "console", "otlp"]
 _EVENT_STORES: Final = ("jetstream", "memory")
+BlobStoreKind = Literal["pack", "filesystem"]
+_BLOB_STORES: Final = ("pack", "filesystem")
 _TRACES_EXPORTERS: Final = ("none", "console", "otlp")
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -100,7 +102,9 @@ class Settings:
     shutdown_grace_seconds: float = 20.0
     service_name: str = "archive"
     traces_exporter: TracesExporter = "none"
-    # Shared blob directory (filesystem blob store); None means <data_dir>/blobs.
+    # Document bytes: "pack" (appended to per-tenant segment files, group commit) or "filesystem"
+    # (one file per blob); both under blob_dir, None meaning <data_dir>/blobs. See D12.
+    blob_store: BlobStoreKind = "pack"
     blob_dir: Path | None = None
     # Deposit limits (ingest): each refusal is a clear INVALID_ARGUMENT or RESOURCE_EXHAUSTED.
     max_document_bytes: int = 1024**3
@@ -177,6 +181,10 @@ class Settings:
             traces_exporter=cast(
                 TracesExporter,
                 env.get("ARCHIVE_TRACES_EXPORTER", cls.traces_exporter, _one_of(_TRACES_EXPORTERS)),
+            ),
+            blob_store=cast(
+                BlobStoreKind,
+                env.get("ARCHIVE_BLOB_STORE", cls.blob_store, _one_of(_BLOB_STORES)),
             ),
             blob_dir=env.get("ARCHIVE_BLOB_DIR", None, Path),
             provider_origin=env.get("ARCHIVE_PROVIDER_ORIGIN", cls.provider_origin, _origin),

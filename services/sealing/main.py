@@ -13,7 +13,8 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from archive.blobstore import BlobStore, FilesystemBlobStore
+from archive.blobstore import BlobStore
+from archive.blobstore.factory import open_blob_store
 from archive.config import ConfigError, Settings
 from archive.eventstore import EventStore
 from archive.eventstore.factory import open_event_store
@@ -163,7 +164,7 @@ async def run(settings: Settings) -> None:
     configure_from_settings(settings)
     keys = load_keys(settings)
     store = await open_event_store(settings)
-    blobs = FilesystemBlobStore(settings.blob_root)
+    blobs = open_blob_store(settings, writer=False)
     tsa_server: TsaHttpServer | None = None
     tsa_url = settings.tsa_url
     if not tsa_url:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from archive.blobstore import BlobStore, FilesystemBlobStore
+from archive.blobstore import BlobStore
+from archive.blobstore.factory import open_blob_store
 from archive.config import Settings
 from archive.eventstore import EventStore
 from archive.eventstore.factory import open_event_store
@@ -41,7 +42,7 @@ def build(
 async def run(settings: Settings) -> None:
     configure_from_settings(settings)
     store = await open_event_store(settings)
-    blobs = FilesystemBlobStore(settings.blob_root)
+    blobs = open_blob_store(settings, writer=False)
     runner = ProjectionRunner(store, DocumentRegistryProjection(), registry_path(settings))
     await runner.catch_up()  # serve only once the registry has what the store had at start
     following = asyncio.create_task(runner.run(), name="document-registry")

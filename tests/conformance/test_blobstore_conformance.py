@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from archive.blobstore import (
     FilesystemBlobStore,
     InMemoryBlobStore,
     InvalidBlobKey,
+    PackBlobStore,
 )
 from archive.blobstore.filesystem import syncfs_available
 
@@ -27,17 +28,24 @@ OTHER_TENANT = "globex"
 MiB = 1024 * 1024
 
 
-# The filesystem adapter in each of its commit modes (see archive.blobstore.filesystem).
-@pytest.fixture(params=["memory", "filesystem-group", "filesystem-per-file"])
-def blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+# The filesystem adapter in each of its commit modes (see archive.blobstore.filesystem), and
+# the pack adapter (segment files, see archive.blobstore.pack).
+@pytest.fixture(params=["memory", "filesystem-group", "filesystem-per-file", "pack"])
+def blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
     if request.param == "memory":
-        return InMemoryBlobStore()
+        yield InMemoryBlobStore()
+        return
+    if request.param == "pack":
+        pack = PackBlobStore(tmp_path / "blobs")
+        yield pack
+        pack.close()
+        return
     mode = request.param.removeprefix("filesystem-")
     if mode == "group" and not syncfs_available():
         pytest.skip("group commit needs syncfs(2) in libc")
     store = FilesystemBlobStore(tmp_path / "blobs", commit=mode)
     assert store.commit_mode == mode
-    return store
+    yield store
 
 
 async def chunked(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
@@ -64,10 +72,12 @@ def expected_info(tenant: str, data: bytes) -> BlobInfo:
 
 
 def assert_nothing_stored(store: BlobStore) -> None:
-    """No blob at all, and for the filesystem no file anywhere (no blob, sidecar or temp)."""
+    """No blob at all, and for the file-based adapters no file anywhere (no blob, sidecar,
+    segment or temporary file)."""
     if isinstance(store, InMemoryBlobStore):
         assert len(store) == 0
-    elif isinstance(store, FilesystemBlobStore):
+    elif isinstance(store, FilesystemBlobStore | PackBlobStore):
+        # Pack: segments are created by the first commit, so no segment, no temporary file.
         files = [p for p in store.root.rglob("*") if not p.is_dir()]
         assert files == []
     else:  # pragma: no cover - a new adapter must teach this helper how to look

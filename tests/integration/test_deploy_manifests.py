@@ -237,7 +237,7 @@ def test_writable_paths_are_volumes(docs: tuple[Doc, ...]) -> None:
             assert path in mounts, f"{name}: {path} is not a volume"
             assert "emptyDir" in volumes[mounts[path]], f"{name}: {path} should rebuild (emptyDir)"
         if "ARCHIVE_BLOB_DIR" in env:
-            assert env.get("ARCHIVE_BLOB_STORE") == "filesystem", name
+            assert env.get("ARCHIVE_BLOB_STORE") == "pack", name
             blobs = volumes[mounts[env["ARCHIVE_BLOB_DIR"]]]
             assert blobs["persistentVolumeClaim"]["claimName"] == "archive-blobs", name
             with_blobs.add(name)

@@ -1,5 +1,5 @@
-"""Blob store benchmark: durable 30 KB puts through FilesystemBlobStore in both commit modes,
-beside the raw cost of durable file writes measured in the same run.
+"""Blob store benchmark: durable 30 KB puts through FilesystemBlobStore in both commit modes and
+through PackBlobStore, beside the raw cost of durable file writes measured in the same run.
 
     python -m tools.bench.blobstore [--blobs 3000] [--concurrency 64] [--rounds 3] [--out FILE]
                                     [--dir DIR]
@@ -20,9 +20,14 @@ directory of the same filesystem, after a sync so that no phase pays for the pre
   beforehand, as in a store that already holds a few hundred thousand blobs (65,536 leaves per
   tenant): the like-for-like comparison with the raw baselines;
 - raw_syncfs_group: for reference, the floor of the group scheme: groups of 64 files written
-  by 64 threads without fsync, then syncfs, 64 renames, syncfs.
+  by 64 threads without fsync, then syncfs, 64 renames, syncfs;
+- pack: PackBlobStore (appends to a per-tenant segment file, group commit with one fdatasync
+  per group), same puts and concurrency, its blocking calls in a ThreadPoolExecutor(4);
+- raw_append_fdatasync: the floor of the pack scheme: one thread appending the 30 KB blobs to
+  one open file with plain writes, one fdatasync per 64 blobs (no hashing, no asyncio).
 For each: blobs per second, and the CPU seconds of the whole process (os.times: user +
-system, all threads) per blob. The ratio asked for is group over raw_fsync_rename.
+system, all threads) per blob. The ratios asked for are group over raw_fsync_rename, and pack
+over raw_fsync_rename and over raw_append_fdatasync.
 The machine this runs on is shared and noisy (rates moved by 2-3x within minutes), so every
 phase runs `rounds` times, in a rotated order each round; each phase reports the run with its
 median rate, beside all samples, and the ratios are of those medians.
@@ -44,11 +49,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from archive.blobstore import FilesystemBlobStore
+from archive.blobstore import BlobStore, FilesystemBlobStore, PackBlobStore
 from tools.bench.report import emit
 
 BLOB_BYTES = 30 * 1024
 THREADS = 64
+PACK_THREADS = 4  # the pack store's commits are serial and its small puts need no thread
+APPEND_GROUP = 64  # raw_append_fdatasync: blobs per fdatasync
 TENANT = "bench"
 
 
@@ -104,6 +111,27 @@ async def _bench_store(
     executor = ThreadPoolExecutor(THREADS, thread_name_prefix="blob-io")
     store = FilesystemBlobStore(root, executor=executor, commit=mode)
     assert store.commit_mode == mode
+    result = await _measure_puts(store, docs, concurrency)
+    await asyncio.to_thread(executor.shutdown, wait=True)
+    if mode != "group":
+        for key in ("commit_groups", "committed_puts", "mean_group_size"):
+            del result[key]
+    return result
+
+
+async def _bench_pack(root: Path, docs: list[bytes], concurrency: int) -> dict[str, Any]:
+    executor = ThreadPoolExecutor(PACK_THREADS, thread_name_prefix="blob-io")
+    store = PackBlobStore(root, executor=executor)
+    result = await _measure_puts(store, docs, concurrency)
+    await asyncio.to_thread(store.close)
+    await asyncio.to_thread(executor.shutdown, wait=True)
+    return {**result, "executor_threads": PACK_THREADS}
+
+
+async def _measure_puts(
+    store: FilesystemBlobStore | PackBlobStore, docs: list[bytes], concurrency: int
+) -> dict[str, Any]:
+    """Put every doc, `concurrency` at a time; rate, CPU, latencies and commit groups."""
     latencies: list[float] = []
 
     async def one_chunk(data: bytes) -> Any:
@@ -137,19 +165,22 @@ async def _bench_store(
 
     # Everything is there, complete.
     for doc in (docs[0], docs[-1]):
-        info = await store.put(TENANT, one_chunk(doc))
-        async with await store.open(TENANT, info.sha256) as stream:
-            assert b"".join([chunk async for chunk in stream]) == doc
-    await asyncio.to_thread(executor.shutdown, wait=True)
+        await _check_stored(store, doc)
     latencies.sort()
     result = _rate(len(docs), seconds, cpu)
     result["p50_ms"] = round(latencies[len(latencies) // 2] * 1000, 1)
     result["p99_ms"] = round(latencies[int(len(latencies) * 0.99)] * 1000, 1)
-    if mode == "group":
-        result["commit_groups"] = groups
-        result["committed_puts"] = puts
-        result["mean_group_size"] = round(puts / groups, 1) if groups else None
+    result["commit_groups"] = groups
+    result["committed_puts"] = puts
+    result["mean_group_size"] = round(puts / groups, 1) if groups else None
     return result
+
+
+async def _check_stored(store: BlobStore, doc: bytes) -> None:
+    sha256 = hashlib.sha256(doc).hexdigest()
+    assert await store.exists(TENANT, sha256)
+    async with await store.open(TENANT, sha256) as stream:
+        assert b"".join([chunk async for chunk in stream]) == doc
 
 
 def _bench_raw_fsync_rename(root: Path, docs: list[bytes]) -> dict[str, Any]:
@@ -176,6 +207,23 @@ def _bench_raw_fsync_rename(root: Path, docs: list[bytes]) -> dict[str, Any]:
         list(pool.map(one, range(len(docs))))
     seconds = time.perf_counter() - t
     return {**_rate(len(docs), seconds, _cpu_seconds() - cpu), "threads": THREADS}
+
+
+def _bench_raw_append_fdatasync(root: Path, docs: list[bytes]) -> dict[str, Any]:
+    """One thread appends every doc to one open file, one fdatasync per APPEND_GROUP docs."""
+    root.mkdir(parents=True)
+    fd = os.open(root / "segment", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+    _flush()
+    cpu = _cpu_seconds()
+    t = time.perf_counter()
+    for i, doc in enumerate(docs, 1):
+        os.write(fd, doc)
+        if i % APPEND_GROUP == 0 or i == len(docs):
+            os.fdatasync(fd)
+    seconds = time.perf_counter() - t
+    cpu = _cpu_seconds() - cpu
+    os.close(fd)
+    return {**_rate(len(docs), seconds, cpu), "blobs_per_fdatasync": APPEND_GROUP}
 
 
 def _bench_raw_syncfs_group(root: Path, docs: list[bytes]) -> dict[str, Any]:
@@ -219,6 +267,8 @@ PHASES = (
     "per_file_existing_dirs",
     "group_existing_dirs",
     "raw_syncfs_group",
+    "pack",
+    "raw_append_fdatasync",
 )
 
 
@@ -227,6 +277,10 @@ async def _phase(name: str, root: Path, docs: list[bytes], concurrency: int) -> 
         return await asyncio.to_thread(_bench_raw_fsync_rename, root, docs)
     if name == "raw_syncfs_group":
         return await asyncio.to_thread(_bench_raw_syncfs_group, root, docs)
+    if name == "raw_append_fdatasync":
+        return await asyncio.to_thread(_bench_raw_append_fdatasync, root, docs)
+    if name == "pack":
+        return await _bench_pack(root, docs, concurrency)
     existing_dirs = name.endswith("_existing_dirs")
     mode = "group" if name.startswith("group") else "per-file"
     return await _bench_store(root, docs, concurrency, mode, existing_dirs)
@@ -289,6 +343,12 @@ async def bench(
         "ratio_group_to_raw_syncfs_group": ratio("group", "raw_syncfs_group"),
         "ratio_group_existing_dirs_to_raw_syncfs_group": ratio(
             "group_existing_dirs", "raw_syncfs_group"
+        ),
+        "ratio_pack_to_raw_fsync_rename": ratio("pack", "raw_fsync_rename"),
+        "ratio_pack_to_raw_append_fdatasync": ratio("pack", "raw_append_fdatasync"),
+        "ratio_pack_to_group": ratio("pack", "group"),
+        "cpu_us_per_blob_pack_to_group": round(
+            results["pack"]["cpu_us_per_blob"] / results["group"]["cpu_us_per_blob"], 3
         ),
     }
 

@@ -9,6 +9,7 @@ from archive.blobstore.errors import (
 )
 from archive.blobstore.filesystem import FilesystemBlobStore
 from archive.blobstore.memory import InMemoryBlobStore
+from archive.blobstore.pack import PackBlobStore
 from archive.blobstore.port import (
     DEFAULT_CHUNK_SIZE,
     BlobDigester,
@@ -32,6 +33,7 @@ __all__ = [
     "FilesystemBlobStore",
     "InMemoryBlobStore",
     "InvalidBlobKey",
+    "PackBlobStore",
     "validate_sha256",
     "validate_tenant",
 ]
