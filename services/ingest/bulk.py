@@ -20,7 +20,7 @@ from archive.grpcserver import InvalidArgument, current_correlation_id
 from archive.grpcserver.errors import log_error, status_proto_for
 from archive.v1 import ingest_pb2
 
-MAX_IN_FLIGHT: Final = 64
+MAX_IN_FLIGHT: Final = 32
 FEED_BUFFER_BYTES: Final = 256 * 1024
 
 Deposit = Callable[
