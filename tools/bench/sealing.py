@@ -1,11 +1,12 @@
 """Sealing benchmark: throughput (leaves per second) and lag (deposit to covering checkpoint)
 while the ingest benchmark's load runs, plus the Merkle library beside pymerkle.
 
-    python -m tools.bench.sealing [--documents 2000] [--concurrency 64] [--out FILE]
+    python -m tools.bench.sealing [--documents 2000] [--concurrency 64] [--streams 8] [--out FILE]
 
 nats-server, the ingest service and the sealing service (default settings: a checkpoint per
 1,000 leaves or 500 ms, the built-in TSA over HTTP, a development PKI) run as their own
-processes. Deposits of 30 KB PDFs are sent as in tools/bench/ingest.py. Afterwards the
+processes. Deposits of 30 KB PDFs are sent as in tools/bench/ingest.py: once one Upload call
+per document, once (twice as many documents) over UploadMany streams, the bulk rate. Afterwards the
 tenant's seallog is read back from the store:
 - throughput: leaves sealed per second between the first deposit and the last checkpoint;
 - lag per deposit: the covering checkpoint's RFC 3161 genTime minus the deposit's
@@ -22,6 +23,7 @@ import platform
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from archive.natsserver import NatsServer, free_port
 from archive.v1 import (
     common_pb2,
     events_pb2,
+    ingest_pb2,
     ingest_pb2_grpc,
     tenancy_pb2,
     tenancy_pb2_grpc,
@@ -60,7 +63,9 @@ def _percentile(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000, 1)
 
 
-async def bench(documents: int, concurrency: int) -> dict[str, Any]:
+async def bench(documents: int, concurrency: int, streams: int = 0) -> dict[str, Any]:
+    """Deposits as `concurrency` Upload calls at once, or, with `streams`, as that many
+    UploadMany streams (the bulk load)."""
     docs = [PDF_HEADER + os.urandom(DOC_BYTES - len(PDF_HEADER)) for _ in range(documents)]
     with (
         tempfile.TemporaryDirectory() as tmp_dir,
@@ -98,8 +103,22 @@ async def bench(documents: int, concurrency: int) -> dict[str, Any]:
             async def one(i: int) -> None:
                 await stub.Upload(_requests(docs[i], f"{run_id}-{i}.pdf"), metadata=auth)
 
+            async def one_stream(share: list[int]) -> None:
+                def requests() -> Iterator[ingest_pb2.UploadRequest]:
+                    for i in share:
+                        yield from _requests(docs[i], f"{run_id}-{i}.pdf")
+
+                async for result in stub.UploadMany(requests(), metadata=auth):
+                    assert result.WhichOneof("result") == "receipt", result
+
             started = time.time()
-            seconds = await _run_concurrently(documents, concurrency, one)
+            if streams:
+                t = time.perf_counter()
+                indexes = list(range(documents))
+                await asyncio.gather(*[one_stream(indexes[k::streams]) for k in range(streams)])
+                seconds = time.perf_counter() - t
+            else:
+                seconds = await _run_concurrently(documents, concurrency, one)
             await channel.close()
             store = await JetStreamEventStore.connect(server.url)
             expected_leaves = documents + 2  # + tenant creation and first token
@@ -137,6 +156,7 @@ async def bench(documents: int, concurrency: int) -> dict[str, Any]:
     sealed = checkpoints[-1].tree_size
     return {
         "deposits": documents,
+        "deposited_with": f"UploadMany, {streams} streams" if streams else "Upload per document",
         "deposit_docs_per_s": round(documents / seconds, 1),
         "leaves_sealed": sealed,
         "checkpoints": len(checkpoints),
@@ -157,6 +177,7 @@ def main() -> None:
     )
     parser.add_argument("--documents", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--streams", type=int, default=8, help="UploadMany calls, bulk load")
     parser.add_argument("--merkle-leaves", type=int, default=100_000)
     parser.add_argument("--out", type=Path)
     ns = parser.parse_args()
@@ -167,6 +188,9 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "under_ingest_load": asyncio.run(bench(ns.documents, ns.concurrency)),
+        "under_bulk_ingest_load": asyncio.run(
+            bench(ns.documents * 2, ns.concurrency, streams=ns.streams)
+        ),
         "merkle": merkle.bench(ns.merkle_leaves, proofs=2000, repeat=1),
     }
     emit(report, ns.out)
