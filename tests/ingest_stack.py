@@ -4,7 +4,7 @@ blob store, each service a real gRPC server, tenants `acme` and `globex`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +13,8 @@ import grpc.aio
 import pytest
 from conftest import unique_names
 
-from archive.blobstore import FilesystemBlobStore
+from archive.blobstore import BlobStore, FilesystemBlobStore, PackBlobStore
+from archive.blobstore.pack import RECORD_MAGIC as PACK_RECORD_MAGIC
 from archive.config import Secret, Settings
 from archive.eventstore.jetstream import JetStreamEventStore
 from archive.grpcserver import ArchiveServer
@@ -81,8 +82,19 @@ def requests(
         yield ingest_pb2.UploadRequest(end=ingest_pb2.UploadEnd(size_bytes=size))
 
 
-@pytest.fixture
-async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stack]:
+# Both durable blob store adapters; each service opens the directory with its own store, as
+# the separate processes do (search read-only where the adapter has that mode).
+BLOB_STORES: dict[str, tuple[Callable[[Path], BlobStore], Callable[[Path], BlobStore]]] = {
+    "pack": (PackBlobStore, lambda root: PackBlobStore(root, writable=False)),
+    "filesystem": (FilesystemBlobStore, FilesystemBlobStore),
+}
+
+
+@pytest.fixture(params=list(BLOB_STORES))
+async def stack(
+    request: pytest.FixtureRequest, nats_server: NatsServer, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    writer, reader = BLOB_STORES[request.param]
     names = unique_names()
     settings = Settings(
         data_dir=tmp_path / "data",
@@ -100,13 +112,11 @@ async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stack]
     blob_root = tmp_path / "blobs"
     runner = ProjectionRunner(search_store, DocumentRegistryProjection(), registry_path(settings))
     servers: list[ArchiveServer] = [
-        build_ingest(
-            settings, ingest_store, FilesystemBlobStore(blob_root), TenantRegistry(ingest_store)
-        ),
+        build_ingest(settings, ingest_store, writer(blob_root), TenantRegistry(ingest_store)),
         build_search(
             settings,
             search_store,
-            FilesystemBlobStore(blob_root),
+            reader(blob_root),
             TenantRegistry(search_store),
             runner,
         ),
@@ -145,6 +155,31 @@ async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stack]
         await search_store.close()
 
 
-def stored_blobs(root: Path) -> list[Path]:
-    """Complete blobs (and anything else) under the root, ignoring the temporary area."""
-    return [p for p in root.rglob("*") if p.is_file() and "tmp" not in p.relative_to(root).parts]
+def stored_blobs(root: Path) -> list[str]:
+    """What is stored under the root, outside the temporary area: one entry per file, or per
+    record for the pack store's segments (written records, committed or not)."""
+    stored: list[str] = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or "tmp" in path.relative_to(root).parts:
+            continue
+        if path.suffix == ".pack":
+            count = path.read_bytes().count(PACK_RECORD_MAGIC)
+            stored.extend(f"{path}#{n}" for n in range(count))
+        else:
+            stored.append(str(path))
+    return stored
+
+
+def damage_stored_copy(root: Path, content: bytes, at: int) -> None:
+    """Flip one bit of the stored copy of `content` (its own file, or inside a segment)."""
+    for path in root.rglob("*"):
+        if not path.is_file() or "tmp" in path.relative_to(root).parts:
+            continue
+        data = bytearray(path.read_bytes())
+        start = data.find(content)
+        if start >= 0:
+            path.chmod(0o644)
+            data[start + at] ^= 0x01
+            path.write_bytes(bytes(data))
+            return
+    raise AssertionError("the content is not stored under the root")

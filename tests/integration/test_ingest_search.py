@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterable
 import grpc
 import grpc.aio
 import pytest
-from ingest_stack import Stack, requests, stored_blobs
+from ingest_stack import Stack, damage_stored_copy, requests, stored_blobs
 
 from archive.v1 import (
     common_pb2,
@@ -265,11 +265,8 @@ async def test_list_pages_newest_first_with_filters(stack: Stack) -> None:
 async def test_damaged_content_ends_the_download_with_data_loss(stack: Stack) -> None:
     content = os.urandom(600_000)
     receipt = await stack.upload(content)
-    [blob] = stored_blobs(stack.blob_root)
-    blob.chmod(0o644)
-    data = bytearray(blob.read_bytes())
-    data[1000] ^= 0x01
-    blob.write_bytes(bytes(data))
+    assert len(stored_blobs(stack.blob_root)) == 1
+    damage_stored_copy(stack.blob_root, content, at=1000)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for _ in stack.search.Download(
             search_pb2.DownloadRequest(document_id=receipt.document_id), metadata=stack.auth()

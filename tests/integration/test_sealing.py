@@ -5,6 +5,7 @@ integrity audits."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import subprocess
@@ -20,7 +21,7 @@ import grpc.aio
 import pytest
 from conftest import unique_names
 
-from archive.blobstore import FilesystemBlobStore
+from archive.blobstore import BlobStore, FilesystemBlobStore, PackBlobStore
 from archive.config import Secret, Settings
 from archive.eventstore import ANY, NewEvent, StreamName
 from archive.eventstore.jetstream import JetStreamEventStore
@@ -276,6 +277,26 @@ class Services:
 
 @pytest.fixture
 async def services(setup: Setup) -> AsyncIterator[Services]:
+    async with running_services(setup, FilesystemBlobStore) as running:
+        yield running
+
+
+@pytest.fixture
+async def pack_services(setup: Setup) -> AsyncIterator[Services]:
+    async with running_services(
+        setup, PackBlobStore, lambda root: PackBlobStore(root, writable=False)
+    ) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_services(
+    setup: Setup,
+    blobs: Callable[[Path], BlobStore],
+    read_only_blobs: Callable[[Path], BlobStore] | None = None,
+) -> AsyncIterator[Services]:
+    """Ingest and sealing servers; each opens the blob directory with its own store, as the
+    separate processes do (sealing read-only where the adapter has that mode)."""
     settings = Settings(
         data_dir=setup.tmp / "data",
         grpc_port=0,
@@ -285,13 +306,11 @@ async def services(setup: Setup) -> AsyncIterator[Services]:
     blob_root = setup.tmp / "blobs"
     sealer = setup.sealer(max_delay=0.2)
     servers = [
-        build_ingest(
-            settings, setup.store, FilesystemBlobStore(blob_root), TenantRegistry(setup.store)
-        ),
+        build_ingest(settings, setup.store, blobs(blob_root), TenantRegistry(setup.store)),
         build_sealing(
             settings,
             setup.store,
-            FilesystemBlobStore(blob_root),
+            (read_only_blobs or blobs)(blob_root),
             TenantRegistry(setup.store),
             sealer,
             setup.keys,
@@ -438,6 +457,36 @@ async def test_integrity_audit_finds_a_flipped_bit_in_a_stored_blob(services: Se
         ("content", bad.document_id.value)
     ]
     assert report.events_checked > 0 and report.bytes_rehashed >= 10_000
+
+
+async def test_integrity_audit_finds_a_flipped_bit_inside_a_pack_segment(
+    pack_services: Services,
+) -> None:
+    services = pack_services
+    good_content = b"%PDF-1.7\n" + b"a" * 5000
+    bad_content = b"%PDF-1.7\n" + b"b" * 5000
+    good = await services.deposit(good_content)
+    bad = await services.deposit(bad_content)
+    for receipt in (good, bad):
+        await services.sealing.GetEvidence(
+            sealing_pb2.GetEvidenceRequest(document_id=receipt.document_id),
+            metadata=services.auth,
+        )
+    clean = await services.sealing.RunIntegrityAudit(
+        sealing_pb2.RunIntegrityAuditRequest(), metadata=services.auth
+    )
+    assert list(clean.failures) == [] and clean.documents_checked == 2
+    [segment] = list(services.blob_root.rglob("*.pack"))
+    data = bytearray(segment.read_bytes())
+    at = data.index(bad_content) + 100  # inside the record's content, not its header
+    data[at] ^= 0x04
+    segment.write_bytes(bytes(data))
+    report = await services.sealing.RunIntegrityAudit(
+        sealing_pb2.RunIntegrityAuditRequest(), metadata=services.auth
+    )
+    assert [(f.kind, f.document_id) for f in report.failures] == [
+        ("content", bad.document_id.value)
+    ]
 
 
 _ = (Awaitable, events_pb2)
