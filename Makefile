@@ -30,7 +30,9 @@ protos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tools.bench.eventstore --out docs/benchmarks/eventstore.json
+	$(BIN)/python -m tools.bench.blobstore --out docs/benchmarks/blobstore.json
 	$(BIN)/python -m tools.bench.ingest --out docs/benchmarks/ingest.json
+	$(BIN)/python -m tools.bench.sealing --out docs/benchmarks/sealing.json
 
 clean:
 	rm -rf $(VENV) var
