@@ -71,8 +71,9 @@ import weakref
 from collections.abc import AsyncIterable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
+from archive.blobstore.committing import GroupCommitter, Worker
 from archive.blobstore.errors import BlobNotFound, BlobTooLarge
 from archive.blobstore.port import (
     DEFAULT_CHUNK_SIZE,
@@ -149,38 +150,6 @@ def _close_fds(fds: dict[int, int]) -> None:
     fds.clear()
 
 
-class _Worker:
-    """Runs one file's blocking calls in the executor, one at a time.
-
-    Cancelling an `await` does not stop the thread, so closing the file while a call is still
-    running could close a descriptor under it (or one the OS already reused): `when_idle`
-    defers such clean-up until the thread has returned.
-    """
-
-    __slots__ = ("_busy", "_executor")
-
-    def __init__(self, executor: Executor | None) -> None:
-        self._executor = executor
-        self._busy: asyncio.Future[Any] | None = None
-
-    def is_busy(self) -> bool:
-        return self._busy is not None and not self._busy.done()
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self.is_busy():
-            raise RuntimeError("a blocking call on this file is still running")
-        fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        self._busy = fut
-        # shield: a cancelled caller must not mark the future done while the thread still runs
-        return await asyncio.shield(fut)
-
-    def when_idle(self, fn: Callable[[], None]) -> None:
-        if self._busy is not None and not self._busy.done():
-            self._busy.add_done_callback(lambda _fut: fn())
-        else:
-            fn()
-
-
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -229,7 +198,7 @@ class _PendingPut:
     of the put itself (through `worker`), then, in group mode, those of its group commit."""
 
     def __init__(self, store: FilesystemBlobStore, tenant: str) -> None:
-        self.worker = _Worker(store._executor)
+        self.worker = Worker(store._executor)
         self._store = store
         self._tenant = tenant
         self._digester = BlobDigester()
@@ -397,87 +366,11 @@ class _PendingPut:
             self._fd = None
 
 
-class _GroupCommitter:
-    """Collects the puts that are ready and commits them in groups, one commit at a time.
-
-    A put hands its `_PendingPut` over with `commit`: from then on the committer owns the
-    temporary file and releases it after the commit, whatever becomes of the put. A put
-    cancelled while it waits only stops waiting: its group is committed all the same (so its
-    blob may or may not end up stored, complete either way), and the other puts are unaffected.
-    """
-
-    def __init__(self, store: FilesystemBlobStore) -> None:
-        self._store = store
-        self._queue: list[tuple[_PendingPut, asyncio.Future[BlobInfo]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self.groups = 0
-        self.puts = 0
-
-    def waiting(self) -> int:
-        return len(self._queue)
-
-    async def commit(self, pending: _PendingPut) -> BlobInfo:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[BlobInfo] = loop.create_future()
-        self._queue.append((pending, done))
-        if self._task is None:
-            self._task = loop.create_task(self._run())
-        return await done  # cancelled: only `done` is, `_run` skips it
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        group: list[tuple[_PendingPut, asyncio.Future[BlobInfo]]] = []
-        try:
-            while self._queue:
-                group, self._queue = self._queue, []
-                puts = [pending for pending, _ in group]
-                try:
-                    work = loop.run_in_executor(
-                        self._store._executor, self._store._commit_group, puts
-                    )
-                except BaseException:
-                    for pending in puts:  # never reached a thread: release the files here
-                        pending.discard()
-                    raise
-                # Shielded: cancelling this task (the loop shutting down) must not cancel a
-                # commit still queued in the executor, which releases the group's files.
-                results = await asyncio.shield(work)
-                self.groups += 1
-                self.puts += len(puts)
-                for (_, done), result in zip(group, results, strict=True):
-                    if done.done():  # its put was cancelled
-                        continue
-                    if isinstance(result, BaseException):
-                        done.set_exception(result)
-                    else:
-                        done.set_result(result)
-                group = []
-        except BaseException as exc:
-            # Cancelled (loop shutdown) or the executor refused the work: the group in flight
-            # (its thread still releases its files) and the puts queued behind it fail.
-            queued, self._queue = self._queue, []
-            for pending, _ in queued:
-                pending.discard()
-            for _, done in (*group, *queued):
-                if done.done():
-                    continue
-                if isinstance(exc, asyncio.CancelledError):
-                    done.cancel()
-                else:
-                    failed = RuntimeError("group commit could not run; the blob was not stored")
-                    failed.__cause__ = exc
-                    done.set_exception(failed)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        finally:
-            self._task = None
-
-
 class _FileBlobStream(BlobStream):
     def __init__(self, file: io.FileIO, chunk_size: int, executor: Executor | None) -> None:
         self._file: io.FileIO | None = file
         self._chunk_size = chunk_size
-        self._worker = _Worker(executor)
+        self._worker = Worker(executor)
         self._closed = False
 
     async def __anext__(self) -> bytes:
@@ -537,7 +430,11 @@ class FilesystemBlobStore(BlobStore):
         self._tmp_dirs_made: set[str] = set()
         self._xattr_supported = True  # until a setxattr says otherwise
         self._commit_mode: CommitMode = mode
-        self._committer = _GroupCommitter(self) if mode == "group" else None
+        self._committer: GroupCommitter[_PendingPut] | None = (
+            GroupCommitter(self._executor, lambda puts: self._commit_group(puts))
+            if mode == "group"
+            else None
+        )
         # Group mode: st_dev -> a descriptor to syncfs that filesystem with, opened before any
         # temporary file on it (see the module docstring) and closed with the store.
         self._sync_fds: dict[int, int] = {}

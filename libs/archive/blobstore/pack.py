@@ -101,12 +101,13 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
+from archive.blobstore.committing import GroupCommitter, Worker
 from archive.blobstore.errors import BlobNotFound, BlobTooLarge, InvalidBlobKey
 from archive.blobstore.port import (
     DEFAULT_CHUNK_SIZE,
@@ -449,40 +450,12 @@ def _close_segments(segments: dict[str, _Segment], abandoned: list[_Segment]) ->
     abandoned.clear()
 
 
-class _Worker:
-    """Runs one put's or stream's blocking calls in the executor, one at a time.
-
-    Cancelling an `await` does not stop the thread, so releasing a resource while a call is
-    still running could pull it from under the thread: `when_idle` defers such clean-up.
-    """
-
-    __slots__ = ("_busy", "_executor")
-
-    def __init__(self, executor: Executor | None) -> None:
-        self._executor = executor
-        self._busy: asyncio.Future[Any] | None = None
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._busy is not None and not self._busy.done():
-            raise RuntimeError("a blocking call is still running")
-        fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        self._busy = fut
-        # shield: a cancelled caller must not mark the future done while the thread still runs
-        return await asyncio.shield(fut)
-
-    def when_idle(self, fn: Callable[[], None]) -> None:
-        if self._busy is not None and not self._busy.done():
-            self._busy.add_done_callback(lambda _fut: fn())
-        else:
-            fn()
-
-
 class _PendingPut:
     """One put: its content (in memory, or in a temporary file beyond the spill threshold)
     and, once complete, its `BlobInfo`. From `commit` on, the committer owns it."""
 
     def __init__(self, store: PackBlobStore, tenant: str) -> None:
-        self.worker = _Worker(store._executor)
+        self.worker = Worker(store._executor)
         self.tenant = tenant
         self._store = store
         self._digester = BlobDigester()
@@ -529,81 +502,6 @@ class _PendingPut:
             self.spill_fd = None
 
 
-class _GroupCommitter:
-    """Collects the puts that are ready and commits them in groups, one commit at a time.
-
-    A put hands its `_PendingPut` over with `commit`; the committer releases its content after
-    the commit, whatever becomes of the put. A put cancelled while it waits only stops
-    waiting: its group is committed all the same.
-    """
-
-    def __init__(self, store: PackBlobStore) -> None:
-        self._store = store
-        self._queue: list[tuple[_PendingPut, asyncio.Future[BlobInfo]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self.groups = 0
-        self.puts = 0
-
-    def waiting(self) -> int:
-        return len(self._queue)
-
-    async def commit(self, pending: _PendingPut) -> BlobInfo:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[BlobInfo] = loop.create_future()
-        self._queue.append((pending, done))
-        if self._task is None:
-            self._task = loop.create_task(self._run())
-        return await done  # cancelled: only `done` is, `_run` skips it
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        group: list[tuple[_PendingPut, asyncio.Future[BlobInfo]]] = []
-        try:
-            while self._queue:
-                group, self._queue = self._queue, []
-                puts = [pending for pending, _ in group]
-                try:
-                    work = loop.run_in_executor(
-                        self._store._executor, self._store._commit_group, puts
-                    )
-                except BaseException:
-                    for pending in puts:  # never reached a thread: release them here
-                        pending.discard()
-                    raise
-                # Shielded: cancelling this task (the loop shutting down) must not cancel a
-                # commit still queued in the executor, which releases the group's content.
-                results = await asyncio.shield(work)
-                self.groups += 1
-                self.puts += len(puts)
-                for (_, done), result in zip(group, results, strict=True):
-                    if done.done():  # its put was cancelled
-                        continue
-                    if isinstance(result, BaseException):
-                        done.set_exception(result)
-                    else:
-                        done.set_result(result)
-                group = []
-        except BaseException as exc:
-            # Cancelled (loop shutdown) or the executor refused the work: the group in flight
-            # (its thread still releases its content) and the puts queued behind it fail.
-            queued, self._queue = self._queue, []
-            for pending, _ in queued:
-                pending.discard()
-            for _, done in (*group, *queued):
-                if done.done():
-                    continue
-                if isinstance(exc, asyncio.CancelledError):
-                    done.cancel()
-                else:
-                    failed = RuntimeError("group commit could not run; the blob was not stored")
-                    failed.__cause__ = exc
-                    done.set_exception(failed)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        finally:
-            self._task = None
-
-
 class _Appender:
     """Gathers consecutive in-memory records of one segment into few pwritev calls."""
 
@@ -641,7 +539,7 @@ class _PackBlobStream(BlobStream):
         self._pos = offset
         self._end = offset + size
         self._chunk_size = chunk_size
-        self._worker = _Worker(executor)
+        self._worker = Worker(executor)
         self._closed = False
         # Closes the descriptor once, on aclose or when the stream is dropped unclosed.
         self._release = weakref.finalize(self, _close_quietly, fd)
@@ -714,7 +612,9 @@ class PackBlobStore(BlobStore):
         self._held_names: set[str] = set()  # segments we hold: no repair attempt on them
         self._packs_made: set[str] = set()
         self._closed = False
-        self._committer = _GroupCommitter(self)
+        self._committer: GroupCommitter[_PendingPut] = GroupCommitter(
+            self._executor, lambda puts: self._commit_group(puts)
+        )
         weakref.finalize(self, _close_segments, self._segments, self._abandoned)
         if writable:
             self.root.mkdir(parents=True, exist_ok=True)
