@@ -4,10 +4,11 @@ put, and the group committer that makes many puts durable with one flush."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any, Generic, Protocol, TypeVar
 
+from archive.blobstore.errors import BlobTooLarge
 from archive.blobstore.port import BlobInfo
 
 T = TypeVar("T")
@@ -133,3 +134,32 @@ class GroupCommitter(Generic[P]):
                 raise
         finally:
             self._task = None
+
+
+async def stream_in_batches(
+    chunks: AsyncIterable[bytes],
+    max_size: int | None,
+    batch_bytes: int,
+    handle_batch: Callable[[list[bytes]], Awaitable[None]],
+) -> list[bytes]:
+    """Feed a put's chunks to `handle_batch` in batches of at least `batch_bytes` (few thread
+    hops for many small chunks); return the last, smaller batch. `BlobTooLarge` as soon as
+    more than `max_size` bytes arrived."""
+    batch: list[bytes] = []
+    batched = 0
+    received = 0
+    async for chunk in chunks:
+        # A copy if it is not bytes: the producer may reuse a bytearray it gave us.
+        data = chunk if isinstance(chunk, bytes) else bytes(chunk)
+        if not data:
+            continue
+        received += len(data)
+        if max_size is not None and received > max_size:
+            raise BlobTooLarge(max_size)
+        batch.append(data)
+        batched += len(data)
+        if batched >= batch_bytes:
+            await handle_batch(batch)
+            batch = []
+            batched = 0
+    return batch

@@ -73,8 +73,8 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Final, Literal, TypeVar
 
-from archive.blobstore.committing import GroupCommitter, Worker
-from archive.blobstore.errors import BlobNotFound, BlobTooLarge
+from archive.blobstore.committing import GroupCommitter, Worker, stream_in_batches
+from archive.blobstore.errors import BlobNotFound
 from archive.blobstore.port import (
     DEFAULT_CHUNK_SIZE,
     BlobDigester,
@@ -562,24 +562,12 @@ class FilesystemBlobStore(BlobStore):
     ) -> BlobInfo:
         validate_put_arguments(tenant, expected_sha256, max_size)
         pending = _PendingPut(self, tenant)
-        buffer: list[bytes] = []
-        buffered = 0
-        received = 0
+
+        async def write(batch: list[bytes]) -> None:
+            await pending.worker.call(pending.write, batch)
+
         try:
-            async for chunk in chunks:
-                # A copy if it is not bytes: the producer may reuse a bytearray it gave us.
-                data = chunk if isinstance(chunk, bytes) else bytes(chunk)
-                if not data:
-                    continue
-                received += len(data)
-                if max_size is not None and received > max_size:
-                    raise BlobTooLarge(max_size)
-                buffer.append(data)
-                buffered += len(data)
-                if buffered >= self._write_buffer_size:
-                    await pending.worker.call(pending.write, buffer)
-                    buffer = []
-                    buffered = 0
+            buffer = await stream_in_batches(chunks, max_size, self._write_buffer_size, write)
             if self._committer is None:
                 return await pending.worker.call(pending.finish, buffer, expected_sha256)
             await pending.worker.call(pending.prepare, buffer, expected_sha256)

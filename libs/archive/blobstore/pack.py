@@ -107,8 +107,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, NamedTuple, TypeVar
 
-from archive.blobstore.committing import GroupCommitter, Worker
-from archive.blobstore.errors import BlobNotFound, BlobTooLarge, InvalidBlobKey
+from archive.blobstore.committing import GroupCommitter, Worker, stream_in_batches
+from archive.blobstore.errors import BlobNotFound, InvalidBlobKey
 from archive.blobstore.port import (
     DEFAULT_CHUNK_SIZE,
     BlobDigester,
@@ -1008,24 +1008,13 @@ class PackBlobStore(BlobStore):
         if self._closed:
             raise RuntimeError("this PackBlobStore is closed")
         pending = _PendingPut(self, tenant)
-        batch: list[bytes] = []
-        batched = 0
-        received = 0
+
+        async def absorb(batch: list[bytes]) -> None:
+            await pending.worker.call(pending.absorb, batch)
+
         try:
-            async for chunk in chunks:
-                # A copy if it is not bytes: the producer may reuse a bytearray it gave us.
-                data = chunk if isinstance(chunk, bytes) else bytes(chunk)
-                if not data:
-                    continue
-                received += len(data)
-                if max_size is not None and received > max_size:
-                    raise BlobTooLarge(max_size)
-                batch.append(data)
-                batched += len(data)
-                if batched >= _HASH_BATCH:
-                    await pending.worker.call(pending.absorb, batch)
-                    batch = []
-                    batched = 0
+            batch = await stream_in_batches(chunks, max_size, _HASH_BATCH, absorb)
+            batched = sum(map(len, batch))
             if not pending.held and batched <= _INLINE_HASH_BYTES and self._loaded(tenant):
                 # Small, and the index is built: no blocking call left, so no thread hop.
                 stored = pending.finish(batch, expected_sha256)
