@@ -16,6 +16,7 @@ import collections
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
+from archive.eventstore import StoreUnavailable
 from archive.grpcserver import InvalidArgument, current_correlation_id
 from archive.grpcserver.errors import log_error, status_proto_for
 from archive.v1 import ingest_pb2
@@ -72,8 +73,11 @@ class _DocumentFeed:
                 return
 
 
-class _FramingError(Exception):
-    def __init__(self, error: InvalidArgument) -> None:
+class _ReadFailed:
+    """Reading the stream stopped on an error (broken framing, a failing connection): it ends
+    the call once the documents queued before it are answered."""
+
+    def __init__(self, error: Exception) -> None:
         self.error = error
 
 
@@ -81,8 +85,9 @@ async def deposit_many(
     requests: AsyncIterator[ingest_pb2.UploadRequest], deposit: Deposit
 ) -> AsyncIterator[ingest_pb2.UploadManyResult]:
     """Run `deposit` for every document of `requests`; yield one result per document, in
-    order. Ends with the framing error, if any, after the documents complete before it."""
-    pending: asyncio.Queue[asyncio.Task[ingest_pb2.DepositReceipt] | _FramingError | None] = (
+    order. Ends with the error that stopped the reading (broken framing, a failing
+    connection), if any, after the documents complete before it."""
+    pending: asyncio.Queue[asyncio.Task[ingest_pb2.DepositReceipt] | _ReadFailed | None] = (
         asyncio.Queue(maxsize=MAX_IN_FLIGHT)
     )
     in_flight: set[asyncio.Task[ingest_pb2.DepositReceipt]] = set()
@@ -121,11 +126,11 @@ async def deposit_many(
                 raise InvalidArgument(
                     "end", f"the stream ended inside document {index}, before its UploadEnd"
                 )
-        except InvalidArgument as error:
+        except Exception as error:
             if feed is not None and task is not None:
                 task.cancel()  # nothing of it is stored, and it gets no answer of its own
                 broken.add(task)
-            await pending.put(_FramingError(error))
+            await pending.put(_ReadFailed(error))
             return
         await pending.put(None)
 
@@ -133,7 +138,7 @@ async def deposit_many(
     index = 0
     try:
         while (item := await pending.get()) is not None:
-            if isinstance(item, _FramingError):
+            if isinstance(item, _ReadFailed):
                 raise item.error
             if item in broken:
                 continue
@@ -152,7 +157,12 @@ async def deposit_many(
 def _result(
     index: int, task: asyncio.Task[ingest_pb2.DepositReceipt]
 ) -> ingest_pb2.UploadManyResult:
-    error = task.exception()
+    if task.cancelled():  # not by us (we skip those): say so, and that a retry is safe
+        error: BaseException | None = StoreUnavailable(
+            "the deposit was interrupted; send it again with the same idempotency key"
+        )
+    else:
+        error = task.exception()
     if error is None:
         return ingest_pb2.UploadManyResult(index=index, receipt=task.result())
     log_error(error, f"/archive.v1.Ingest/UploadMany[{index}]")

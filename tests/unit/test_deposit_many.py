@@ -131,3 +131,22 @@ async def _collect(
     results: AsyncIterator[ingest_pb2.UploadManyResult],
 ) -> list[ingest_pb2.UploadManyResult]:
     return [r async for r in results]
+
+
+async def test_a_failing_request_stream_ends_the_results_after_the_complete_documents() -> None:
+    async def deposit(
+        header: ingest_pb2.UploadHeader, rest: AsyncIterator[ingest_pb2.UploadRequest]
+    ) -> ingest_pb2.DepositReceipt:
+        return ingest_pb2.DepositReceipt(size_bytes=await read_all(rest))
+
+    async def failing() -> AsyncIterator[ingest_pb2.UploadRequest]:
+        for message in [*document("a", b"12"), *document("b", b"3")[:2]]:
+            yield message
+        raise ConnectionResetError("the client's connection broke")
+
+    answered: list[ingest_pb2.UploadManyResult] = []
+    with pytest.raises(ConnectionResetError):
+        async with asyncio.timeout(10):  # a reader failure must not leave the answers waiting
+            async for result in deposit_many(failing(), deposit):
+                answered.append(result)
+    assert [r.receipt.size_bytes for r in answered] == [2]
