@@ -9,7 +9,7 @@ one event loop, the blocking calls in a ThreadPoolExecutor(64) (as in the ingest
 A put counts once it returned, i.e. once its blob is durable. Measured, each on a fresh
 directory of the same filesystem, after a sync so that no phase pays for the previous one:
 - raw_fsync_rename: the baseline. Plain write + fsync + rename into one of 256 directories +
-  directory fsync per file, 64 threads (like `_bench_fsync` in tools/bench/ingest.py): what a
+  directory fsync per file, 64 threads (tools/bench/raw_disk.py): what a
   per-file durable write costs at least, without hashing, xattrs or asyncio;
 - per_file: the store with commit="per-file" (fsync + rename + directory fsync per blob);
 - group: the store with commit="group" (group commit: syncfs, renames, syncfs per group);
@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from archive.blobstore import BlobStore, FilesystemBlobStore, PackBlobStore
+from tools.bench.raw_disk import append_with_fdatasync, write_file_durably
 from tools.bench.report import emit
 
 BLOB_BYTES = 30 * 1024
@@ -189,16 +190,7 @@ def _bench_raw_fsync_rename(root: Path, docs: list[bytes]) -> dict[str, Any]:
         (root / f"{i:02x}").mkdir(parents=True, exist_ok=True)
 
     def one(i: int) -> None:
-        directory = root / f"{i % 256:02x}"
-        tmp_path = directory / f"{i}.tmp"
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.write(fd, docs[i])
-        os.fsync(fd)
-        os.close(fd)
-        os.rename(tmp_path, directory / f"{i}.bin")
-        dir_fd = os.open(directory, os.O_RDONLY)
-        os.fsync(dir_fd)
-        os.close(dir_fd)
+        write_file_durably(root / f"{i % 256:02x}", f"{i}.bin", docs[i])
 
     _flush()
     cpu = _cpu_seconds()
@@ -216,10 +208,7 @@ def _bench_raw_append_fdatasync(root: Path, docs: list[bytes]) -> dict[str, Any]
     _flush()
     cpu = _cpu_seconds()
     t = time.perf_counter()
-    for i, doc in enumerate(docs, 1):
-        os.write(fd, doc)
-        if i % APPEND_GROUP == 0 or i == len(docs):
-            os.fdatasync(fd)
+    append_with_fdatasync(fd, docs, APPEND_GROUP)
     seconds = time.perf_counter() - t
     cpu = _cpu_seconds() - cpu
     os.close(fd)

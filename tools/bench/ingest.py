@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import platform
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +48,7 @@ import nats
 
 from archive.natsserver import NatsServer, free_port
 from archive.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc, tenancy_pb2, tenancy_pb2_grpc
+from tools.bench.raw_disk import append_with_fdatasync, write_file_durably
 from tools.bench.report import emit
 
 OPERATOR = "bench-operator-token-0123456789abcdef"
@@ -140,7 +142,7 @@ async def bench(documents: int, concurrency: int, streams: int) -> dict[str, Any
             results["raw_jetstream_publish"] = await _bench_jetstream(
                 server.url, documents, concurrency
             )
-        results["raw_grpc_client_streaming"] = await _bench_grpc(tmp, docs, concurrency)
+        results["raw_grpc_client_streaming"] = await _bench_grpc(docs, concurrency)
         results["raw_grpc_bidi_streaming"] = await _bench_grpc_bulk(docs, streams)
         results["raw_append_fdatasync"] = _bench_append(tmp / "append.pack", docs)
         # Not a stage of ours any more (the pack blob store appends), kept for comparison.
@@ -296,35 +298,36 @@ asyncio.run(main())
 """
 
 
-async def _bench_grpc(tmp: Path, docs: list[bytes], concurrency: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def _sink() -> AsyncIterator[ingest_pb2_grpc.IngestStub]:
+    """A servicer that only counts bytes and answers, in its own process; a stub to it."""
     port = free_port()
     sink = subprocess.Popen([sys.executable, "-c", _SINK, str(port)])  # noqa: ASYNC220
     try:
         await _wait_port(port)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        stub = ingest_pb2_grpc.IngestStub(channel)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield ingest_pb2_grpc.IngestStub(channel)
+    finally:
+        sink.terminate()
+        sink.wait(10)
+
+
+async def _bench_grpc(docs: list[bytes], concurrency: int) -> dict[str, Any]:
+    """The same messages, one client-streaming call per document: the transport of Upload."""
+    async with _sink() as stub:
 
         async def one(i: int) -> None:
             await stub.Upload(_requests(docs[i], f"{i}.bin"))
 
         await one(0)
         seconds = await _run_concurrently(len(docs), concurrency, one)
-        await channel.close()
-    finally:
-        sink.terminate()
-        sink.wait(10)
     return {"docs_per_s": round(len(docs) / seconds, 1)}
 
 
 async def _bench_grpc_bulk(docs: list[bytes], streams: int) -> dict[str, Any]:
     """The same messages on `streams` bidirectional streams to a servicer that only counts
     bytes and answers each document: the transport floor of UploadMany."""
-    port = free_port()
-    sink = subprocess.Popen([sys.executable, "-c", _SINK, str(port)])  # noqa: ASYNC220
-    try:
-        await _wait_port(port)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        stub = ingest_pb2_grpc.IngestStub(channel)
+    async with _sink() as stub:
 
         async def one_stream(share: list[int]) -> None:
             def requests() -> Iterator[ingest_pb2.UploadRequest]:
@@ -339,10 +342,6 @@ async def _bench_grpc_bulk(docs: list[bytes], streams: int) -> dict[str, Any]:
         t = time.perf_counter()
         await asyncio.gather(*[one_stream(indexes[k::streams]) for k in range(streams)])
         seconds = time.perf_counter() - t
-        await channel.close()
-    finally:
-        sink.terminate()
-        sink.wait(10)
     return {"docs_per_s": round(len(docs) / seconds, 1), "streams": streams}
 
 
@@ -352,11 +351,7 @@ def _bench_append(path: Path, docs: list[bytes], group: int = 64) -> dict[str, A
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     t = time.perf_counter()
     try:
-        for i, doc in enumerate(docs, 1):
-            os.write(fd, doc)
-            if i % group == 0:
-                os.fdatasync(fd)
-        os.fdatasync(fd)
+        append_with_fdatasync(fd, docs, group)
     finally:
         os.close(fd)
     return {"docs_per_s": round(len(docs) / (time.perf_counter() - t), 1), "per_fdatasync": group}
@@ -369,15 +364,7 @@ def _bench_fsync(root: Path, docs: list[bytes], concurrency: int) -> dict[str, A
     def one(i: int) -> None:
         directory = root / f"{i % 256:02x}"
         directory.mkdir(parents=True, exist_ok=True)
-        tmp_path = directory / f"{i}.tmp"
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.write(fd, docs[i])
-        os.fsync(fd)
-        os.close(fd)
-        os.rename(tmp_path, directory / f"{i}.bin")
-        dir_fd = os.open(directory, os.O_RDONLY)
-        os.fsync(dir_fd)
-        os.close(dir_fd)
+        write_file_durably(directory, f"{i}.bin", docs[i])
 
     t = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
