@@ -12,8 +12,9 @@ from stack_support import Launch, launcher_factory
 from archive.eventstore.jetstream import JetStreamEventStore
 from archive.natsserver import NatsServer
 
-# The `stack` fixture (ingest + search on real NATS) for the integration tests.
-pytest_plugins = ["ingest_stack"]
+# `stack` (ingest + search on real NATS) for the integration tests; `server`, `archive`,
+# `token`, `client` (the in-memory archive over gRPC) for the SDK and CLI tests.
+pytest_plugins = ["ingest_stack", "fake_archive_fixtures"]
 
 
 @pytest.fixture(scope="session")

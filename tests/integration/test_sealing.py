@@ -20,6 +20,7 @@ import grpc
 import grpc.aio
 import pytest
 from conftest import unique_names
+from ingest_stack import damage_stored_copy
 
 from archive.blobstore import BlobStore, FilesystemBlobStore, PackBlobStore
 from archive.config import Secret, Settings
@@ -281,11 +282,16 @@ async def services(setup: Setup) -> AsyncIterator[Services]:
         yield running
 
 
-@pytest.fixture
-async def pack_services(setup: Setup) -> AsyncIterator[Services]:
-    async with running_services(
-        setup, PackBlobStore, lambda root: PackBlobStore(root, writable=False)
-    ) as running:
+@pytest.fixture(params=["filesystem", "pack"])
+async def services_on_each_store(
+    request: pytest.FixtureRequest, setup: Setup
+) -> AsyncIterator[Services]:
+    """`services` on each durable blob store (sealing opens the pack store read-only)."""
+    stores: dict[str, tuple[Callable[[Path], BlobStore], Callable[[Path], BlobStore]]] = {
+        "filesystem": (FilesystemBlobStore, FilesystemBlobStore),
+        "pack": (PackBlobStore, lambda root: PackBlobStore(root, writable=False)),
+    }
+    async with running_services(setup, *stores[request.param]) as running:
         yield running
 
 
@@ -433,39 +439,12 @@ async def test_consistency_proof_between_two_checkpoints_verifies(services: Serv
     )
 
 
-async def test_integrity_audit_finds_a_flipped_bit_in_a_stored_blob(services: Services) -> None:
-    good = await services.deposit(b"%PDF-1.7\n" + b"a" * 5000)
-    bad = await services.deposit(b"%PDF-1.7\n" + b"b" * 5000)
-    for receipt in (good, bad):
-        await services.sealing.GetEvidence(
-            sealing_pb2.GetEvidenceRequest(document_id=receipt.document_id),
-            metadata=services.auth,
-        )
-    clean = await services.sealing.RunIntegrityAudit(
-        sealing_pb2.RunIntegrityAuditRequest(), metadata=services.auth
-    )
-    assert list(clean.failures) == [] and clean.documents_checked == 2
-    blob = next(p for p in services.blob_root.rglob(bad.sha256.value.hex()) if p.is_file())
-    blob.chmod(0o644)
-    data = bytearray(blob.read_bytes())
-    data[100] ^= 0x04
-    blob.write_bytes(bytes(data))
-    report = await services.sealing.RunIntegrityAudit(
-        sealing_pb2.RunIntegrityAuditRequest(), metadata=services.auth
-    )
-    assert [(f.kind, f.document_id) for f in report.failures] == [
-        ("content", bad.document_id.value)
-    ]
-    assert report.events_checked > 0 and report.bytes_rehashed >= 10_000
-
-
-async def test_integrity_audit_finds_a_flipped_bit_inside_a_pack_segment(
-    pack_services: Services,
+async def test_integrity_audit_finds_a_flipped_bit_in_a_stored_blob(
+    services_on_each_store: Services,
 ) -> None:
-    services = pack_services
-    good_content = b"%PDF-1.7\n" + b"a" * 5000
+    services = services_on_each_store
     bad_content = b"%PDF-1.7\n" + b"b" * 5000
-    good = await services.deposit(good_content)
+    good = await services.deposit(b"%PDF-1.7\n" + b"a" * 5000)
     bad = await services.deposit(bad_content)
     for receipt in (good, bad):
         await services.sealing.GetEvidence(
@@ -476,17 +455,15 @@ async def test_integrity_audit_finds_a_flipped_bit_inside_a_pack_segment(
         sealing_pb2.RunIntegrityAuditRequest(), metadata=services.auth
     )
     assert list(clean.failures) == [] and clean.documents_checked == 2
-    [segment] = list(services.blob_root.rglob("*.pack"))
-    data = bytearray(segment.read_bytes())
-    at = data.index(bad_content) + 100  # inside the record's content, not its header
-    data[at] ^= 0x04
-    segment.write_bytes(bytes(data))
+    # Inside the content (its own file, or its record in a pack segment), not a header.
+    damage_stored_copy(services.blob_root, bad_content, at=100)
     report = await services.sealing.RunIntegrityAudit(
         sealing_pb2.RunIntegrityAuditRequest(), metadata=services.auth
     )
     assert [(f.kind, f.document_id) for f in report.failures] == [
         ("content", bad.document_id.value)
     ]
+    assert report.events_checked > 0 and report.bytes_rehashed >= 10_000
 
 
 _ = (Awaitable, events_pb2)

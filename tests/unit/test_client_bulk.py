@@ -5,13 +5,13 @@ a refusal of the stream itself reaches every document."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
 from fake_archive import FakeArchive, FakeArchiveServer
-from test_client_sdk import make_config
+from fake_archive_fixtures import make_config
 
 from archive.client import (
     ArchiveClient,
@@ -20,28 +20,6 @@ from archive.client import (
     UploadItem,
     UploadOutcome,
 )
-
-
-@pytest.fixture
-def server() -> Iterator[FakeArchiveServer]:
-    with FakeArchiveServer() as running:
-        yield running
-
-
-@pytest.fixture
-def archive(server: FakeArchiveServer) -> FakeArchive:
-    return server.archive
-
-
-@pytest.fixture
-def token(archive: FakeArchive) -> str:
-    return archive.add_tenant("acme")
-
-
-@pytest.fixture
-async def client(server: FakeArchiveServer, token: str) -> AsyncIterator[ArchiveClient]:
-    async with ArchiveClient(make_config(server, token)) as connected:
-        yield connected
 
 
 def items(count: int) -> list[UploadItem]:
@@ -108,9 +86,8 @@ async def test_a_refused_stream_reaches_every_document(
     assert archive.document_count("acme") == 0
 
 
-async def test_a_missing_file_is_that_items_error(client: ArchiveClient, tmp_path: object) -> None:
-
-    missing = Path(str(tmp_path)) / "gone.pdf"
+async def test_a_missing_file_is_that_items_error(client: ArchiveClient, tmp_path: Path) -> None:
+    missing = tmp_path / "gone.pdf"
     outcomes = await collect(client.upload_many([UploadItem(missing), *items(1)]))
     assert outcomes[0].error is not None and "gone.pdf" in str(outcomes[0].error)
     assert outcomes[1].ok

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import pytest
 from fake_archive import OPERATOR_TOKEN, FakeArchive, FakeArchiveServer
+from fake_archive_fixtures import make_config
 
 from archive.client import (
     AlreadyExists,
@@ -31,42 +32,6 @@ from archive.client import (
     Unimplemented,
     read_env_file,
 )
-
-
-@pytest.fixture
-def server() -> Iterator[FakeArchiveServer]:
-    with FakeArchiveServer() as running:
-        yield running
-
-
-@pytest.fixture
-def archive(server: FakeArchiveServer) -> FakeArchive:
-    return server.archive
-
-
-@pytest.fixture
-def token(archive: FakeArchive) -> str:
-    return archive.add_tenant("acme", "ACME Corp")
-
-
-def make_config(server: FakeArchiveServer, token: str | None, **overrides: object) -> ClientConfig:
-    settings: dict[str, object] = {
-        "token": token,
-        "operator_token": OPERATOR_TOKEN,
-        "timeout": 5.0,
-        "transfer_timeout": 10.0,
-        "initial_backoff": 0.001,
-        "max_backoff": 0.01,
-    }
-    settings.update(overrides)
-    return ClientConfig(server.endpoint, **settings)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def client(server: FakeArchiveServer, token: str) -> AsyncIterator[ArchiveClient]:
-    async with ArchiveClient(make_config(server, token)) as connected:
-        yield connected
-
 
 PDF = b"%PDF-1.7\n" + b"invoice body " * 5000 + b"\n%%EOF\n"
 
