@@ -11,9 +11,9 @@ from archive.eventstore.factory import open_event_store
 from archive.grpcserver import ArchiveServer, Registration, build_server, serve
 from archive.telemetry import configure_from_settings
 from archive.tenancy.registry import TenantRegistry
-from archive.tenancy.servicer import tenancy_registrations
 from archive.v1 import ingest_pb2, ingest_pb2_grpc
-from services.ingest.upload import IngestServicer
+from services.ingest.servicer import IngestServicer
+from services.ingest.tenancy_servicer import tenancy_registrations
 
 
 def build(

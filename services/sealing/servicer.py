@@ -11,10 +11,11 @@ import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from archive.blobstore import BlobStore
+from archive.document_errors import ContentDamaged, DocumentNotFound
 from archive.documents import document_stream, parse_document_id
 from archive.eventstore import ANY, EventStore, NewEvent, first_event
 from archive.grpcserver import InvalidArgument, current_correlation_id, current_principal
-from archive.grpcserver.errors import ContentDamaged, DocumentNotFound, NotReadyYet
+from archive.grpcserver.errors import NotReadyYet
 from archive.sealing.leaves import leaf_bytes
 from archive.sealing.merkle import leaf_hash
 from archive.v1 import events_pb2, sealing_pb2, sealing_pb2_grpc

@@ -15,8 +15,8 @@ from archive.projections import ProjectionRunner
 from archive.telemetry import configure_from_settings
 from archive.tenancy.registry import TenantRegistry
 from archive.v1 import search_pb2, search_pb2_grpc
-from services.search.access import SearchServicer
 from services.search.registry import DocumentRegistryProjection, RegistryQueries
+from services.search.servicer import SearchServicer
 
 
 def registry_path(settings: Settings) -> Path:

@@ -26,7 +26,6 @@ from archive.eventstore.memory import InMemoryEventStore
 from archive.grpcserver import ArchiveServer, build_server
 from archive.natsserver import free_port
 from archive.tenancy import TenantRegistry
-from archive.tenancy.servicer import tenancy_registrations
 from archive.v1 import tenancy_pb2, tenancy_pb2_grpc
 from archive.v1.common_pb2 import TenantId
 from services.gateway.main import Gateway, gateway_from_env, load_api_descriptors
@@ -36,6 +35,7 @@ from services.gateway.proxy import (
     forwarded_metadata,
     parse_routes,
 )
+from services.ingest.tenancy_servicer import tenancy_registrations
 
 OPERATOR_TOKEN = "operator-secret-for-gateway-tests-0123"
 RELAY = "test.Relay"

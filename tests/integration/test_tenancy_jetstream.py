@@ -24,9 +24,9 @@ from archive.tenancy import (
     issue_token,
     revoke_token,
 )
-from archive.tenancy.servicer import tenancy_registrations
 from archive.v1 import tenancy_pb2, tenancy_pb2_grpc
 from archive.v1.common_pb2 import TenantId
+from services.ingest.tenancy_servicer import tenancy_registrations
 
 pytestmark = pytest.mark.integration
 

@@ -44,10 +44,10 @@ from archive.grpcserver import (
 )
 from archive.telemetry import in_memory_tracer_provider
 from archive.tenancy import TenantRegistry
-from archive.tenancy.servicer import tenancy_registrations
 from archive.tenancy.tokens import hash_token
 from archive.v1 import tenancy_pb2, tenancy_pb2_grpc
 from archive.v1.common_pb2 import TenantId
+from services.ingest.tenancy_servicer import tenancy_registrations
 
 OPERATOR_TOKEN = "operator-secret-for-tests-0123456789"
 SECRET_IN_EXCEPTION = "db-password-hunter2"

@@ -26,6 +26,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from archive.blobstore.errors import BlobDigestMismatch, BlobNotFound, BlobTooLarge, InvalidBlobKey
+from archive.document_errors import ContentDamaged, DocumentNotFound, IdempotencyKeyReused
 from archive.eventstore import (
     EventTooLarge,
     InvalidEvent,
@@ -84,24 +85,6 @@ class PermissionDenied(Exception):
     """Valid credentials that may not call this method."""
 
 
-class DocumentNotFound(LookupError):
-    """No document with this id for the caller's tenant. Another tenant's document answers
-    exactly the same, so ids cannot be probed across tenants."""
-
-    def __init__(self, document_id: str) -> None:
-        self.document_id = document_id
-        super().__init__(f"document {document_id} not found")
-
-
-class ContentDamaged(Exception):
-    """A registered document's content is missing or fails its digest: the archive's own
-    failure, reported loudly (and found by integrity audits)."""
-
-    def __init__(self, document_id: str, what: str) -> None:
-        self.document_id = document_id
-        super().__init__(f"document {document_id}: {what}; the operator has been alerted")
-
-
 class NotReadyYet(Exception):
     """What was asked for will exist shortly (e.g. evidence of a deposit not yet covered by a
     checkpoint): retry after the delay given."""
@@ -109,17 +92,6 @@ class NotReadyYet(Exception):
     def __init__(self, message: str, retry_after_seconds: float = 1.0) -> None:
         self.retry_after_seconds = retry_after_seconds
         super().__init__(message)
-
-
-class IdempotencyKeyReused(Exception):
-    """A deposit reused an idempotency key of an earlier deposit with different content."""
-
-    def __init__(self, document_id: str) -> None:
-        self.document_id = document_id
-        super().__init__(
-            f"this idempotency key was already used for document {document_id} with different "
-            "content; use a new key for a new document"
-        )
 
 
 # ---- the table ----

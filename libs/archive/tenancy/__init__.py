@@ -1,6 +1,6 @@
-"""Tenants and their bearer tokens: commands that append tenancy events, the registry that
-authenticates callers from those events, and the gRPC servicers (archive.tenancy.servicer,
-imported on its own because it depends on the gRPC server package)."""
+"""Tenants and their bearer tokens: commands that append tenancy events and the registry that
+authenticates callers from those events. The gRPC servicers that expose them live with the
+service that hosts them (services/ingest/tenancy_servicer.py)."""
 
 from archive.tenancy.commands import (
     CreatedTenant,

@@ -14,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from archive.blobstore import BlobStore
 from archive.config import Settings
+from archive.document_errors import IdempotencyKeyReused
 from archive.documents import (
     document_stream,
     new_document_id,
@@ -27,12 +28,11 @@ from archive.eventstore import (
     WrongExpectedVersion,
     first_event,
 )
-from archive.formats import HEAD_BYTES, identify
 from archive.grpcserver import InvalidArgument, current_correlation_id, current_principal
-from archive.grpcserver.errors import IdempotencyKeyReused
 from archive.tenancy import Principal
 from archive.v1 import common_pb2, events_pb2, ingest_pb2, ingest_pb2_grpc
 from services.ingest.bulk import deposit_many
+from services.ingest.formats import HEAD_BYTES, identify
 from services.ingest.validation import validate_header
 
 

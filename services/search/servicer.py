@@ -15,10 +15,10 @@ import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from archive.blobstore import BlobNotFound, BlobStore
+from archive.document_errors import ContentDamaged, DocumentNotFound
 from archive.documents import document_stream, parse_document_id
 from archive.eventstore import ANY, EventStore, NewEvent, StreamName
 from archive.grpcserver import InvalidArgument, current_correlation_id, current_principal
-from archive.grpcserver.errors import ContentDamaged, DocumentNotFound
 from archive.projections import ProjectionRunner
 from archive.v1 import common_pb2, events_pb2, search_pb2, search_pb2_grpc
 from services.search.registry import RegistryQueries
