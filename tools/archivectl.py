@@ -44,6 +44,7 @@ from archive.client import (
 )
 from archive.client.errors import NotReady
 from archive.client.models import IntegrityAuditReport, SignedCheckpoint
+from archive.files import atomic_write
 from archive.sealing import bundle as evidence
 from archive.sealing.bundle import Check, CheckpointReport, EvidenceReport
 
@@ -817,22 +818,6 @@ def read_checkpoint_dir(directory: str) -> CheckpointFiles:
     )
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
-    """Write `data` to `target` through a temporary file renamed into place: a reader never
-    sees half a bundle, and an interrupted run leaves the previous file as it was."""
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
-    try:
-        with temporary.open("xb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
-
-
 def save_checkpoint(directory: Path, signed: SignedCheckpoint) -> list[Path]:
     """Write a signed checkpoint as checkpoint.txt, .p7s, .tsr and certs/*.pem in `directory`
     (the layout of an evidence bundle, which `verify-extends` reads back)."""
@@ -849,7 +834,7 @@ def save_checkpoint(directory: Path, signed: SignedCheckpoint) -> list[Path]:
     )
     written: list[Path] = []
     for name, data in zip(_CHECKPOINT_FILES, contents, strict=True):
-        _write_atomically(directory / name, data)
+        atomic_write(directory / name, data)
         written.append(directory / name)
     return written
 
@@ -951,7 +936,7 @@ async def _evidence(args: argparse.Namespace, config: ClientConfig) -> int:
         document_id=expected_id,
     )
     target = Path(args.output)
-    _write_atomically(target, bundle_zip)
+    atomic_write(target, bundle_zip)
     if args.json:
         _print(_json({"file": args.output, "verified": report.ok, **report.to_dict()}))
     else:

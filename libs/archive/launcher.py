@@ -43,6 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from archive.envfile import read_env_file, write_env_file
+from archive.files import atomic_write
+
 log = logging.getLogger("archive.launcher")
 
 # What each service process hosts: the gateway routes these gRPC services to it.
@@ -221,21 +224,6 @@ def reap_leftovers(layout: Layout) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write `text` so that it is never readable by others, even for an instant, and
-    replace the file atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    path.chmod(0o600)
-
-
 def operator_token(layout: Layout, environ: Mapping[str, str] = os.environ) -> str:
     """ARCHIVE_OPERATOR_TOKEN if set, else the one kept in secrets/operator-token, else a new
     one written there (first start)."""
@@ -253,23 +241,14 @@ def operator_token(layout: Layout, environ: Mapping[str, str] = os.environ) -> s
         if token:
             return token
     token = secrets.token_urlsafe(32)
-    _write_private(layout.token_file, token + "\n")
+    atomic_write(layout.token_file, (token + "\n").encode("utf-8"))
     log.info("generated the operator token in %s", layout.shown(layout.token_file))
     return token
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    with contextlib.suppress(FileNotFoundError):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            key, sep, value = line.partition("=")
-            if sep and not key.lstrip().startswith("#"):
-                values[key.strip()] = value.strip()
-    return values
-
-
-def write_env_file(path: Path, values: Mapping[str, str]) -> None:
-    _write_private(path, "".join(f"{key}={value}\n" for key, value in values.items()))
+def _env_values(path: Path) -> dict[str, str]:
+    """What an env file of ours holds, or nothing before the first start wrote it."""
+    return read_env_file(path) if path.exists() else {}
 
 
 # ---------------------------------------------------------------- ports
@@ -618,7 +597,7 @@ class Supervisor:
         Later starts: keep archive.env, refreshing the endpoint and operator token lines if
         they changed, and re-provision only if its tenant token no longer works."""
         token = self.operator_token
-        values = read_env_file(self.layout.env_file)
+        values = _env_values(self.layout.env_file)
         if values.get("ARCHIVE_TOKEN") and values.get("ARCHIVE_TENANT"):
             if self._token_works(values["ARCHIVE_TOKEN"]):
                 updated = {
@@ -939,7 +918,7 @@ def cmd_status(environ: Mapping[str, str] = os.environ) -> int:
         pid = read_pid(path)
         state = "running" if pid is not None and pid_alive(pid) else "not running (stale pid file)"
         print(f"  {path.stem:<12} pid {pid}  {state}")
-    endpoint = read_env_file(layout.env_file).get("ARCHIVE_ENDPOINT")
+    endpoint = _env_values(layout.env_file).get("ARCHIVE_ENDPOINT")
     if up and endpoint:
         print(f"endpoint        {endpoint}  (env file {layout.shown(layout.env_file)})")
     return EXIT_OK if up else EXIT_NOT_RUNNING

@@ -281,13 +281,13 @@ async def test_segments_roll_at_segment_bytes(
     store = PackBlobStore(tmp_path, segment_bytes=100_000)
     stores.append(store)
     synced_dirs: list[str] = []
-    real_fsync_dir = pack._fsync_dir
+    real_fsync_dir = pack.fsync_dir
 
     def recording(path: str) -> None:
         synced_dirs.append(path)
         real_fsync_dir(path)
 
-    monkeypatch.setattr(pack, "_fsync_dir", recording)
+    monkeypatch.setattr(pack, "fsync_dir", recording)
     blobs = [os.urandom(30_000) for _ in range(20)]
     infos = [await store.put(TENANT, chunked(b)) for b in blobs]
     paths = segments(tmp_path)

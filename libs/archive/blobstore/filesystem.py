@@ -86,6 +86,7 @@ from archive.blobstore.port import (
     validate_sha256,
     validate_tenant,
 )
+from archive.files import ensure_dir, fsync_dir
 
 T = TypeVar("T")
 CommitMode = Literal["group", "per-file"]
@@ -148,32 +149,6 @@ def _close_fds(fds: dict[int, int]) -> None:
         with contextlib.suppress(OSError):
             os.close(fd)
     fds.clear()
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _ensure_dir(path: str, fsync: bool = True) -> None:
-    """mkdir -p that fsyncs the parent of every directory it creates, so a blob's directory
-    entry cannot vanish in a crash after its put returned. Existing directories cost one
-    failing mkdir. `fsync=False` when a later syncfs covers the new directories."""
-    try:
-        os.mkdir(path, 0o755)
-    except FileExistsError:
-        return
-    except FileNotFoundError:
-        _ensure_dir(os.path.dirname(path), fsync)
-        try:
-            os.mkdir(path, 0o755)
-        except FileExistsError:
-            return
-    if fsync:
-        _fsync_dir(os.path.dirname(path))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -258,7 +233,7 @@ class _PendingPut:
             # new). An empty directory left by a put that fails later is harmless; the group's
             # syncfs makes the new directories durable before any put of the group returns.
             leaf = os.path.dirname(self._store._blob_path(self._tenant, info.sha256))
-            _ensure_dir(leaf, fsync=False)
+            ensure_dir(leaf, fsync=False)
         except BaseException:
             self.discard()
             raise
@@ -278,7 +253,7 @@ class _PendingPut:
         except FileNotFoundError:
             # The leaf directory `prepare` made was removed since: make it again (the group's
             # second syncfs makes new directories durable).
-            _ensure_dir(os.path.dirname(target), fsync=False)
+            ensure_dir(os.path.dirname(target), fsync=False)
             self._move_into_place(target, sidecar)
         self._tmp_path = None
         self._published = [target] if sidecar is None else [target, sidecar]
@@ -317,14 +292,14 @@ class _PendingPut:
         # writable, and no writable blob left if we crash between rename and chmod.
         os.fchmod(self._fd, BLOB_MODE)
         leaf = os.path.dirname(target)
-        _ensure_dir(leaf)
+        ensure_dir(leaf)
         if not has_xattr:
             self._write_sidecar(info.sha512, target + _SIDECAR_SUFFIX)
         # A concurrent put of the same content may have renamed its copy first; replacing it
         # with identical bytes is atomic and harmless to readers holding the old file open.
         os.rename(self._tmp_path, target)
         self._tmp_path = None
-        _fsync_dir(leaf)
+        fsync_dir(leaf)
 
     def _set_xattr(self, sha512: str) -> bool:
         assert self._fd is not None
@@ -475,7 +450,7 @@ class FilesystemBlobStore(BlobStore):
     def _ensure_tmp_dir(self, tenant: str, tmp_dir: str) -> None:
         # Runs in executor threads: set.add is atomic, and a duplicate mkdir is harmless.
         if tenant not in self._tmp_dirs_made:
-            _ensure_dir(tmp_dir)
+            ensure_dir(tmp_dir)
             if self._committer is not None:  # a tenant directory may be another filesystem
                 self._watch_filesystem(os.stat(tmp_dir).st_dev, tmp_dir)
             self._tmp_dirs_made.add(tenant)

@@ -120,6 +120,7 @@ from archive.blobstore.port import (
     validate_sha256,
     validate_tenant,
 )
+from archive.files import ensure_dir, fsync_dir
 
 T = TypeVar("T")
 
@@ -160,31 +161,6 @@ def encode_marker(offset: int) -> bytes:
 def _fdatasync(fd: int) -> None:
     """Module level, so that tests can make it fail or wait."""
     os.fdatasync(fd)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _ensure_dir(path: str, fsync: bool = True) -> None:
-    """mkdir -p that fsyncs the parent of every directory it creates (a segment's name must
-    not vanish in a crash because its directory's did)."""
-    try:
-        os.mkdir(path, 0o755)
-    except FileExistsError:
-        return
-    except FileNotFoundError:
-        _ensure_dir(os.path.dirname(path), fsync)
-        try:
-            os.mkdir(path, 0o755)
-        except FileExistsError:
-            return
-    if fsync:
-        _fsync_dir(os.path.dirname(path))
 
 
 def _pwritev_all(fd: int, buffers: list[bytes], offset: int) -> None:
@@ -811,7 +787,7 @@ class PackBlobStore(BlobStore):
 
     def _open_spill_file(self, tenant: str) -> int:
         tmp_dir = self._tmp_dir(tenant)
-        _ensure_dir(tmp_dir, fsync=False)  # nothing in it needs to survive a crash
+        ensure_dir(tmp_dir, fsync=False)  # nothing in it needs to survive a crash
         o_tmpfile = getattr(os, "O_TMPFILE", 0)
         if o_tmpfile:
             try:
@@ -833,7 +809,7 @@ class PackBlobStore(BlobStore):
     def _create_segment(self, tenant: str) -> _Segment:
         packs = self._packs_dir(tenant)
         if tenant not in self._packs_made:
-            _ensure_dir(packs)
+            ensure_dir(packs)
             self._packs_made.add(tenant)
         while True:
             # Increasing within this writer even if the clock steps back.
@@ -948,7 +924,7 @@ class PackBlobStore(BlobStore):
             step = "the directory fsync"
             for seg, _ in touched.values():
                 if not seg.dir_synced:
-                    _fsync_dir(self._packs_dir(seg.tenant))
+                    fsync_dir(self._packs_dir(seg.tenant))
                     seg.dir_synced = True
         except Exception as exc:
             for seg, start in touched.values():

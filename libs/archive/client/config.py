@@ -15,14 +15,13 @@ Tokens are held as `archive.config.Secret`, so printing or logging a config neve
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final
 
 import grpc
 
+from archive import envfile
 from archive.client.errors import ConfigurationError
 from archive.config import Secret
 
@@ -31,7 +30,6 @@ ENV_TOKEN: Final = "ARCHIVE_TOKEN"
 ENV_OPERATOR_TOKEN: Final = "ARCHIVE_OPERATOR_TOKEN"
 CLIENT_VARIABLES: Final = (ENV_ENDPOINT, ENV_TOKEN, ENV_OPERATOR_TOKEN)
 
-_KEY_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -106,43 +104,12 @@ class ClientConfig:
 
 
 def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Parse `KEY=VALUE` lines: blank lines and `#` comments skipped, an optional `export `
-    prefix, values optionally in single or double quotes (taken literally), and unquoted
-    values ending at ` #`. Errors name the file and line, never the line's content (it may
-    hold a token)."""
-    file = Path(path)
+    """Parse a `KEY=VALUE` file (archive.envfile); errors name the file and line, never the
+    line's content (it may hold a token)."""
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read env file {file}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigurationError(f"env file {file} is not UTF-8 text") from exc
-    values: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export ") or line.startswith("export\t"):
-            line = line[len("export") :].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not _KEY_RE.match(key):
-            raise ConfigurationError(f"{file}:{number}: expected KEY=VALUE")
-        values[key] = _unquote(value.strip(), f"{file}:{number}")
-    return values
-
-
-def _unquote(value: str, where: str) -> str:
-    if value[:1] in ("'", '"'):
-        quote = value[0]
-        end = value.find(quote, 1)
-        rest = value[end + 1 :].strip() if end > 0 else ""
-        if end < 0 or (rest and not rest.startswith("#")):
-            raise ConfigurationError(f"{where}: unbalanced quotes")
-        return value[1:end]
-    # Unquoted: a comment starts at whitespace followed by '#'.
-    match = re.search(r"\s#", value)
-    return value[: match.start()].rstrip() if match else value
+        return envfile.read_env_file(path)
+    except envfile.EnvFileError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 def _secret(value: Secret | str | None) -> Secret | None:

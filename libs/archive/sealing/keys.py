@@ -38,6 +38,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from archive.files import atomic_write
+
 __all__ = [
     "ECDSA_SHA256",
     "RSA_PKCS1_SHA256",
@@ -253,21 +255,6 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write through a temporary file created with its final mode, then rename into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    # Created with the restrictive mode from the start: no window where a key is world-readable.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)  # umask may have removed bits we asked for (never added any)
-    os.replace(tmp, path)
-
-
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -352,12 +339,12 @@ class DevelopmentPKI:
             ],
             now,
         )
-        _write(path / cls.SEAL_KEY, _key_pem(seal_key), 0o600)
-        _write(path / cls.SEAL_CERT, _pem(seal), 0o644)
-        _write(path / cls.TSA_KEY, _key_pem(tsa_key), 0o600)
-        _write(path / cls.TSA_CERT, _pem(tsa), 0o644)
-        _write(path / cls.TSA_CHAIN, _pem(tsa), 0o644)
-        _write(path / cls.ROOT, _pem(root), 0o644)  # last: marks the set complete
+        atomic_write(path / cls.SEAL_KEY, _key_pem(seal_key), 0o600)
+        atomic_write(path / cls.SEAL_CERT, _pem(seal), 0o644)
+        atomic_write(path / cls.TSA_KEY, _key_pem(tsa_key), 0o600)
+        atomic_write(path / cls.TSA_CERT, _pem(tsa), 0o644)
+        atomic_write(path / cls.TSA_CHAIN, _pem(tsa), 0o644)
+        atomic_write(path / cls.ROOT, _pem(root), 0o644)  # last: marks the set complete
 
     @property
     def root_certificate(self) -> x509.Certificate:
