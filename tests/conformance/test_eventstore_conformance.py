@@ -350,3 +350,17 @@ def test_stream_name_round_trip_and_validation() -> None:
     assert StreamName("_system", "tenant", "acme").tenant == "_system"
     with pytest.raises(InvalidStreamName):
         StreamName("_other", "tenant", "acme")
+
+
+async def test_first_event_is_the_streams_first_whatever_follows_and_none_without_one(
+    store: EventStore,
+) -> None:
+    s, other = stream(), stream()
+    await store.append(other, events(1, "other"), NO_STREAM)  # an earlier, unrelated subject
+    assert await store.first_event(s) is None
+    await store.append(s, events(2, "a"), NO_STREAM)
+    await store.append(s, events(1, "b"), 1)
+    first = await store.first_event(s)
+    assert first is not None
+    assert (first.stream, first.version, first.data) == (s, 0, b"a0")
+    assert first == (await collect(store.read_stream(s)))[0]

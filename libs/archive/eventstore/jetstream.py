@@ -298,6 +298,22 @@ class JetStreamEventStore(EventStore):
             if event.version >= from_version:
                 yield event
 
+    async def first_event(self, stream: StreamName | str) -> RecordedEvent | None:
+        # One direct get (the subject's first message from sequence 1) instead of a consumer.
+        subject = self.subject(StreamName.of(stream))
+        try:
+            msg = await self._js.get_msg(
+                self._stream_name, seq=1, subject=subject, direct=True, next=True
+            )
+        except nats.js.errors.NotFoundError:
+            return None
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as exc:
+            raise StoreUnavailable(f"JetStream did not answer: {exc!r}") from exc
+        except nats.errors.ConnectionClosedError as exc:
+            raise StoreUnavailable("NATS connection is closed") from exc
+        assert msg.seq is not None
+        return envelope.decode(msg.data or b"", msg.seq)
+
     async def read_all(
         self, after: int = 0, filter: StreamFilter | None = None
     ) -> AsyncIterator[RecordedEvent]:

@@ -160,6 +160,17 @@ class EventStore(ABC):
     async def last_position(self) -> int:
         """Position of the newest event in the store (0 when empty)."""
 
+    async def first_event(self, stream: StreamName | str) -> RecordedEvent | None:
+        """The first event of a stream (e.g. a document's deposit), or None if it has none.
+        Adapters override it when they can answer in one round trip: a re-run of a bulk
+        deposit asks this once per document."""
+        try:
+            async for recorded in self.read_stream(stream):
+                return recorded
+        except StreamNotFound:
+            return None
+        return None
+
     async def close(self) -> None:
         """Release connections; the default has nothing to release."""
 
@@ -220,10 +231,5 @@ class EventStore(ABC):
 
 
 async def first_event(store: EventStore, stream: StreamName | str) -> RecordedEvent | None:
-    """The first event of a stream (e.g. a document's deposit), or None if it has none."""
-    try:
-        async for recorded in store.read_stream(stream):
-            return recorded
-    except StreamNotFound:
-        return None
-    return None
+    """The first event of a stream, or None if it has none (`EventStore.first_event`)."""
+    return await store.first_event(stream)
