@@ -1,6 +1,7 @@
-"""Ingest.Upload: stream a deposit to the blob store, then record it; the receipt is sent only
-when both the bytes (fsynced blob) and the DocumentIngested event (acknowledged append) are
-durable."""
+"""The Ingest servicer. Upload (and UploadMany, document by document) streams a deposit to the
+blob store, then records it; the receipt is sent only when both the bytes (fsynced blob) and
+the DocumentIngested event (acknowledged append) are durable. FindDeposits answers known
+idempotency keys without the content (services/ingest/find.py)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ from archive.grpcserver import InvalidArgument, current_correlation_id, current_
 from archive.tenancy import Principal
 from archive.v1 import common_pb2, events_pb2, ingest_pb2, ingest_pb2_grpc
 from services.ingest.bulk import deposit_many
+from services.ingest.find import find_deposits
 from services.ingest.formats import HEAD_BYTES, identify
-from services.ingest.validation import validate_header
+from services.ingest.validation import validate_find_request, validate_header
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServicer):
@@ -69,6 +71,14 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
 
         async for result in deposit_many(request_iterator, deposit):
             yield result
+
+    async def FindDeposits(
+        self,
+        request: ingest_pb2.FindDepositsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> ingest_pb2.FindDepositsResponse:
+        validate_find_request(request)
+        return await find_deposits(self._store, current_principal().tenant, list(request.keys))
 
     async def deposit(
         self,
@@ -133,9 +143,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
             original = await first_event(self._store, stream)
             if original is None:
                 raise
-            if original.decode().sha256.value.hex() != blob.sha256:  # type: ignore[attr-defined]
+            previous = original.decode_as(events_pb2.DocumentIngested)
+            if previous.sha256.value.hex() != blob.sha256:
                 raise IdempotencyKeyReused(document_id) from None
-            return receipt_from(original.decode(), original.position, replayed=True)  # type: ignore[arg-type]
+            return receipt_from(previous, original.position, replayed=True)
         return receipt_from(event, result.last_position, replayed=False)
 
     async def _replay(
@@ -143,7 +154,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
     ) -> ingest_pb2.DepositReceipt:
         """A retry: hash what is sent again (storing nothing) and hand back the original
         receipt if it is the same content."""
-        event: events_pb2.DocumentIngested = original.decode()  # type: ignore[assignment]
+        event = original.decode_as(events_pb2.DocumentIngested)
         digest = hashlib.sha256()
         size = 0
         async for chunk in content:

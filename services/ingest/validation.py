@@ -85,3 +85,27 @@ def _validate_metadata(header: ingest_pb2.UploadHeader, settings: Settings) -> N
             )
         if _has_control(value.replace("\n", " ").replace("\t", " ")):
             raise InvalidArgument(f"header.metadata[{key!r}]", "control characters are not allowed")
+
+
+MAX_KEYS_PER_FIND = 1000
+
+
+def validate_find_request(request: ingest_pb2.FindDepositsRequest) -> None:
+    """The whole request is refused at the door when one key is malformed: a re-run that
+    sends bad keys has a bug to fix, not documents to skip."""
+    if not request.keys:
+        raise InvalidArgument("keys", "give at least one idempotency key to look up")
+    if len(request.keys) > MAX_KEYS_PER_FIND:
+        raise InvalidArgument(
+            "keys", f"{len(request.keys)} keys; at most {MAX_KEYS_PER_FIND} per call"
+        )
+    for index, key in enumerate(request.keys):
+        if not _IDEMPOTENCY_KEY.match(key.idempotency_key):
+            raise InvalidArgument(
+                f"keys[{index}].idempotency_key", "1-128 printable ASCII characters, no spaces"
+            )
+        if not _SHA256_HEX.match(key.sha256_hex):
+            raise InvalidArgument(
+                f"keys[{index}].sha256_hex",
+                "the SHA-256 of the content, 64 lower-case hex characters",
+            )

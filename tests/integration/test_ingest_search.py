@@ -294,3 +294,50 @@ async def test_client_cancelling_mid_upload_stores_nothing(stack: Stack) -> None
     await asyncio.sleep(0.5)  # give the server time to (not) commit
     assert await stack.store.last_position() == before
     assert stored_blobs(stack.blob_root) == []
+
+
+async def test_find_deposits_answers_known_keys_without_the_content(stack: Stack) -> None:
+    content = os.urandom(20_000)
+    digest = hashlib.sha256(content).hexdigest()
+    first = await stack.upload(content, idempotency_key="run-1/a.pdf")
+    await stack.upload(b"globex's own", tenant="globex", idempotency_key="run-1/g.pdf")
+    keys = [
+        ingest_pb2.DepositKey(idempotency_key="run-1/a.pdf", sha256_hex=digest),
+        ingest_pb2.DepositKey(idempotency_key="run-1/a.pdf", sha256_hex="0" * 64),
+        ingest_pb2.DepositKey(idempotency_key="run-1/new.pdf", sha256_hex=digest),
+        # Another tenant's key is simply unknown here: nothing to probe across tenants.
+        ingest_pb2.DepositKey(
+            idempotency_key="run-1/g.pdf", sha256_hex=hashlib.sha256(b"globex's own").hexdigest()
+        ),
+    ]
+    found = await stack.ingest.FindDeposits(
+        ingest_pb2.FindDepositsRequest(keys=keys), metadata=stack.auth()
+    )
+    kinds = [d.WhichOneof("result") for d in found.deposits]
+    assert kinds == ["receipt", "error", "absent", "absent"]
+    receipt = found.deposits[0].receipt
+    assert receipt.replayed and receipt.document_id == first.document_id
+    assert receipt.event_position == first.event_position and receipt.sha256 == first.sha256
+    assert found.deposits[1].error.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+    # Asking stores nothing.
+    assert len(await stack.events("archive.v1.DocumentIngested")) == 2
+
+
+@pytest.mark.parametrize(
+    ("keys", "field"),
+    [
+        ([], "keys"),
+        ([ingest_pb2.DepositKey(idempotency_key="k", sha256_hex="abc")], "keys[0].sha256_hex"),
+        ([ingest_pb2.DepositKey(idempotency_key="a b", sha256_hex="0" * 64)], "keys[0]"),
+        ([ingest_pb2.DepositKey(idempotency_key="k", sha256_hex="0" * 64)] * 1001, "keys"),
+    ],
+)
+async def test_find_deposits_refuses_bad_keys_naming_the_field(
+    stack: Stack, keys: list[ingest_pb2.DepositKey], field: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stack.ingest.FindDeposits(
+            ingest_pb2.FindDepositsRequest(keys=keys), metadata=stack.auth()
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (caught.value.details() or "")

@@ -15,13 +15,15 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeVar
 
 from google.protobuf import symbol_database
 from google.protobuf.message import Message
 
 from archive.eventstore.errors import EventTooLarge, InvalidEvent, StreamNotFound
 from archive.eventstore.streams import StreamFilter, StreamName
+
+_M = TypeVar("_M", bound=Message)
 
 # NATS' default max_payload is 1 MiB; the envelope and headers need room beside the data.
 DEFAULT_MAX_EVENT_BYTES: Final = 512 * 1024
@@ -93,6 +95,18 @@ class RecordedEvent:
     def decode(self) -> Message:
         """The domain event as its protobuf message (its module must have been imported)."""
         cls = symbol_database.Default().GetSymbol(self.type)
+        message = cls()
+        message.ParseFromString(self.data)
+        return message
+
+    def decode_as(self, cls: type[_M]) -> _M:
+        """The domain event as the message type the caller expects; InvalidEvent when the
+        stored event is of another type (a stream holding what it should not)."""
+        if cls.DESCRIPTOR.full_name != self.type:
+            raise InvalidEvent(
+                f"event {self.event_id} of {self.stream} is a {self.type}, "
+                f"not a {cls.DESCRIPTOR.full_name}"
+            )
         message = cls()
         message.ParseFromString(self.data)
         return message

@@ -28,7 +28,7 @@ from archive.v1 import common_pb2 as archive_dot_v1_dot_common__pb2
 from archive.v1 import events_pb2 as archive_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61rchive/v1/ingest.proto\x12\narchive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x17\x61rchive/v1/common.proto\x1a\x17\x61rchive/v1/events.proto\"\x7f\n\x10UploadManyResult\x12\r\n\x05index\x18\x01 \x01(\x04\x12-\n\x07receipt\x18\x02 \x01(\x0b\x32\x1a.archive.v1.DepositReceiptH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"z\n\rUploadRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.archive.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12$\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x15.archive.v1.UploadEndH\x00\x42\x06\n\x04part\"\x1f\n\tUploadEnd\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\"\xa3\x02\n\x0cUploadHeader\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x38\n\x08metadata\x18\x03 \x03(\x0b\x32&.archive.v1.UploadHeader.MetadataEntry\x12\x16\n\x0e\x64ocument_class\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x33\n\x0fscan_provenance\x18\x06 \x01(\x0b\x32\x1a.archive.v1.ScanProvenance\x12\x1b\n\x13\x65xpected_sha256_hex\x18\x07 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xef\x02\n\x0e\x44\x65positReceipt\x12$\n\x06tenant\x18\x01 \x01(\x0b\x32\x14.archive.v1.TenantId\x12+\n\x0b\x64ocument_id\x18\x02 \x01(\x0b\x32\x16.archive.v1.DocumentId\x12\"\n\x06sha256\x18\x03 \x01(\x0b\x32\x12.archive.v1.Digest\x12\"\n\x06sha512\x18\x04 \x01(\x0b\x32\x12.archive.v1.Digest\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x11\n\tfile_name\x18\x06 \x01(\t\x12\x12\n\nmedia_type\x18\x07 \x01(\t\x12,\n\x06\x66ormat\x18\x08 \x01(\x0b\x32\x1c.archive.v1.IdentifiedFormat\x12/\n\x0breceived_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x65vent_position\x18\n \x01(\x04\x12\x10\n\x08replayed\x18\x0b \x01(\x08\x32\x96\x01\n\x06Ingest\x12\x41\n\x06Upload\x12\x19.archive.v1.UploadRequest\x1a\x1a.archive.v1.DepositReceipt(\x01\x12I\n\nUploadMany\x12\x19.archive.v1.UploadRequest\x1a\x1c.archive.v1.UploadManyResult(\x01\x30\x01\x42\x16Z\x14\x61rchive/v1;archivev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61rchive/v1/ingest.proto\x12\narchive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x17\x61rchive/v1/common.proto\x1a\x17\x61rchive/v1/events.proto\";\n\x13\x46indDepositsRequest\x12$\n\x04keys\x18\x01 \x03(\x0b\x32\x16.archive.v1.DepositKey\"9\n\nDepositKey\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\nsha256_hex\x18\x02 \x01(\t\"B\n\x14\x46indDepositsResponse\x12*\n\x08\x64\x65posits\x18\x01 \x03(\x0b\x32\x18.archive.v1.FoundDeposit\"~\n\x0c\x46oundDeposit\x12-\n\x07receipt\x18\x01 \x01(\x0b\x32\x1a.archive.v1.DepositReceiptH\x00\x12\x10\n\x06\x61\x62sent\x18\x02 \x01(\x08H\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"\x7f\n\x10UploadManyResult\x12\r\n\x05index\x18\x01 \x01(\x04\x12-\n\x07receipt\x18\x02 \x01(\x0b\x32\x1a.archive.v1.DepositReceiptH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"z\n\rUploadRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.archive.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12$\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x15.archive.v1.UploadEndH\x00\x42\x06\n\x04part\"\x1f\n\tUploadEnd\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\"\xa3\x02\n\x0cUploadHeader\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x38\n\x08metadata\x18\x03 \x03(\x0b\x32&.archive.v1.UploadHeader.MetadataEntry\x12\x16\n\x0e\x64ocument_class\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x33\n\x0fscan_provenance\x18\x06 \x01(\x0b\x32\x1a.archive.v1.ScanProvenance\x12\x1b\n\x13\x65xpected_sha256_hex\x18\x07 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xef\x02\n\x0e\x44\x65positReceipt\x12$\n\x06tenant\x18\x01 \x01(\x0b\x32\x14.archive.v1.TenantId\x12+\n\x0b\x64ocument_id\x18\x02 \x01(\x0b\x32\x16.archive.v1.DocumentId\x12\"\n\x06sha256\x18\x03 \x01(\x0b\x32\x12.archive.v1.Digest\x12\"\n\x06sha512\x18\x04 \x01(\x0b\x32\x12.archive.v1.Digest\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x11\n\tfile_name\x18\x06 \x01(\t\x12\x12\n\nmedia_type\x18\x07 \x01(\t\x12,\n\x06\x66ormat\x18\x08 \x01(\x0b\x32\x1c.archive.v1.IdentifiedFormat\x12/\n\x0breceived_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x65vent_position\x18\n \x01(\x04\x12\x10\n\x08replayed\x18\x0b \x01(\x08\x32\xe9\x01\n\x06Ingest\x12\x41\n\x06Upload\x12\x19.archive.v1.UploadRequest\x1a\x1a.archive.v1.DepositReceipt(\x01\x12I\n\nUploadMany\x12\x19.archive.v1.UploadRequest\x1a\x1c.archive.v1.UploadManyResult(\x01\x30\x01\x12Q\n\x0c\x46indDeposits\x12\x1f.archive.v1.FindDepositsRequest\x1a .archive.v1.FindDepositsResponseB\x16Z\x14\x61rchive/v1;archivev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,18 +38,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z\024archive/v1;archivev1'
   _globals['_UPLOADHEADER_METADATAENTRY']._loaded_options = None
   _globals['_UPLOADHEADER_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_UPLOADMANYRESULT']._serialized_start=147
-  _globals['_UPLOADMANYRESULT']._serialized_end=274
-  _globals['_UPLOADREQUEST']._serialized_start=276
-  _globals['_UPLOADREQUEST']._serialized_end=398
-  _globals['_UPLOADEND']._serialized_start=400
-  _globals['_UPLOADEND']._serialized_end=431
-  _globals['_UPLOADHEADER']._serialized_start=434
-  _globals['_UPLOADHEADER']._serialized_end=725
-  _globals['_UPLOADHEADER_METADATAENTRY']._serialized_start=678
-  _globals['_UPLOADHEADER_METADATAENTRY']._serialized_end=725
-  _globals['_DEPOSITRECEIPT']._serialized_start=728
-  _globals['_DEPOSITRECEIPT']._serialized_end=1095
-  _globals['_INGEST']._serialized_start=1098
-  _globals['_INGEST']._serialized_end=1248
+  _globals['_FINDDEPOSITSREQUEST']._serialized_start=147
+  _globals['_FINDDEPOSITSREQUEST']._serialized_end=206
+  _globals['_DEPOSITKEY']._serialized_start=208
+  _globals['_DEPOSITKEY']._serialized_end=265
+  _globals['_FINDDEPOSITSRESPONSE']._serialized_start=267
+  _globals['_FINDDEPOSITSRESPONSE']._serialized_end=333
+  _globals['_FOUNDDEPOSIT']._serialized_start=335
+  _globals['_FOUNDDEPOSIT']._serialized_end=461
+  _globals['_UPLOADMANYRESULT']._serialized_start=463
+  _globals['_UPLOADMANYRESULT']._serialized_end=590
+  _globals['_UPLOADREQUEST']._serialized_start=592
+  _globals['_UPLOADREQUEST']._serialized_end=714
+  _globals['_UPLOADEND']._serialized_start=716
+  _globals['_UPLOADEND']._serialized_end=747
+  _globals['_UPLOADHEADER']._serialized_start=750
+  _globals['_UPLOADHEADER']._serialized_end=1041
+  _globals['_UPLOADHEADER_METADATAENTRY']._serialized_start=994
+  _globals['_UPLOADHEADER_METADATAENTRY']._serialized_end=1041
+  _globals['_DEPOSITRECEIPT']._serialized_start=1044
+  _globals['_DEPOSITRECEIPT']._serialized_end=1411
+  _globals['_INGEST']._serialized_start=1414
+  _globals['_INGEST']._serialized_end=1647
 # @@protoc_insertion_point(module_scope)

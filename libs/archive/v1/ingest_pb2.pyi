@@ -7,10 +7,40 @@ from archive.v1 import events_pb2 as _events_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class FindDepositsRequest(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[DepositKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[DepositKey, _Mapping]]] = ...) -> None: ...
+
+class DepositKey(_message.Message):
+    __slots__ = ("idempotency_key", "sha256_hex")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    SHA256_HEX_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    sha256_hex: str
+    def __init__(self, idempotency_key: _Optional[str] = ..., sha256_hex: _Optional[str] = ...) -> None: ...
+
+class FindDepositsResponse(_message.Message):
+    __slots__ = ("deposits",)
+    DEPOSITS_FIELD_NUMBER: _ClassVar[int]
+    deposits: _containers.RepeatedCompositeFieldContainer[FoundDeposit]
+    def __init__(self, deposits: _Optional[_Iterable[_Union[FoundDeposit, _Mapping]]] = ...) -> None: ...
+
+class FoundDeposit(_message.Message):
+    __slots__ = ("receipt", "absent", "error")
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    ABSENT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    receipt: DepositReceipt
+    absent: bool
+    error: _status_pb2.Status
+    def __init__(self, receipt: _Optional[_Union[DepositReceipt, _Mapping]] = ..., absent: _Optional[bool] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
 
 class UploadManyResult(_message.Message):
     __slots__ = ("index", "receipt", "error")

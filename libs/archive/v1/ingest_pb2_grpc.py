@@ -44,6 +44,11 @@ class IngestStub:
                 request_serializer=archive_dot_v1_dot_ingest__pb2.UploadRequest.SerializeToString,
                 response_deserializer=archive_dot_v1_dot_ingest__pb2.UploadManyResult.FromString,
                 _registered_method=True)
+        self.FindDeposits = channel.unary_unary(
+                '/archive.v1.Ingest/FindDeposits',
+                request_serializer=archive_dot_v1_dot_ingest__pb2.FindDepositsRequest.SerializeToString,
+                response_deserializer=archive_dot_v1_dot_ingest__pb2.FindDepositsResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServicer:
@@ -75,6 +80,19 @@ class IngestServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindDeposits(self, request, context):
+        """The receipts of earlier deposits, found by idempotency key without sending the content
+        again: what a re-run of a bulk deposit asks first, so that it sends only what is new. At
+        most 1,000 keys per call, each with the SHA-256 its content must have. Each key is
+        answered, in order, by the original receipt (replayed) when a deposit with this key holds
+        exactly that content, `absent` when no deposit has this key (send the document), or the
+        error Upload would give (ALREADY_EXISTS when the key names other content). Nothing is
+        stored; the caller only learns of its own tenant's deposits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -87,6 +105,11 @@ def add_IngestServicer_to_server(servicer, server):
                     servicer.UploadMany,
                     request_deserializer=archive_dot_v1_dot_ingest__pb2.UploadRequest.FromString,
                     response_serializer=archive_dot_v1_dot_ingest__pb2.UploadManyResult.SerializeToString,
+            ),
+            'FindDeposits': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindDeposits,
+                    request_deserializer=archive_dot_v1_dot_ingest__pb2.FindDepositsRequest.FromString,
+                    response_serializer=archive_dot_v1_dot_ingest__pb2.FindDepositsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -143,6 +166,33 @@ class Ingest:
             '/archive.v1.Ingest/UploadMany',
             archive_dot_v1_dot_ingest__pb2.UploadRequest.SerializeToString,
             archive_dot_v1_dot_ingest__pb2.UploadManyResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindDeposits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archive.v1.Ingest/FindDeposits',
+            archive_dot_v1_dot_ingest__pb2.FindDepositsRequest.SerializeToString,
+            archive_dot_v1_dot_ingest__pb2.FindDepositsResponse.FromString,
             options,
             channel_credentials,
             insecure,
