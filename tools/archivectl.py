@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from archive import verify as evidence
 from archive.client import (
     ENV_ENDPOINT,
     ArchiveClient,
@@ -45,8 +46,7 @@ from archive.client import (
 from archive.client.errors import NotReady
 from archive.client.models import IntegrityAuditReport, SignedCheckpoint
 from archive.files import atomic_write
-from archive.sealing import bundle as evidence
-from archive.sealing.bundle import Check, CheckpointReport, EvidenceReport
+from archive.verify import Check, CheckpointReport, EvidenceReport
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1

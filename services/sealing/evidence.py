@@ -8,8 +8,10 @@ import json
 import zipfile
 from dataclasses import dataclass
 
-# The member names are the verifier's: what we write is by construction what it reads.
-from archive.sealing.bundle import (
+from archive.v1 import events_pb2
+
+# One list of member names, shared with the verifier: what we write is what it reads.
+from archive.verify.layout import (
     CHECKPOINT,
     LEAF,
     PROOF,
@@ -20,18 +22,8 @@ from archive.sealing.bundle import (
     TSA_CHAIN,
     VERIFY,
 )
-from archive.v1 import events_pb2
 
 __all__ = [
-    "CHECKPOINT",
-    "LEAF",
-    "PROOF",
-    "ROOT",
-    "SEAL",
-    "SEAL_CHAIN",
-    "TIMESTAMP",
-    "TSA_CHAIN",
-    "VERIFY",
     "TrustMaterial",
     "build_bundle",
     "verify_instructions",

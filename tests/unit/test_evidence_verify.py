@@ -1,4 +1,4 @@
-"""Offline verification of evidence bundles (archive.sealing.bundle), the SDK's sealing calls and
+"""Offline verification of evidence bundles (archive.verify), the SDK's sealing calls and
 archivectl's evidence, verify, checkpoint, verify-extends and audit commands.
 
 Bundles are real: a development PKI, a Merkle tree of canonical-JSON leaves, a CMS seal and an
@@ -33,12 +33,19 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 import services.sealing.evidence as server_evidence
+from archive import verify as bundle
 from archive.client import ArchiveClient, ClientConfig
 from archive.client.errors import NotReady
 from archive.documents import document_stream
 from archive.eventstore import RecordedEvent
-from archive.sealing import bundle
-from archive.sealing.bundle import (
+from archive.sealing.checkpoint import format_checkpoint
+from archive.sealing.cms import seal_detached
+from archive.sealing.keys import DevelopmentPKI
+from archive.sealing.leaves import leaf_bytes
+from archive.sealing.merkle import MerkleTree, leaf_hash
+from archive.sealing.timestamping import TimeStampAuthority, build_request
+from archive.v1 import common_pb2, events_pb2, sealing_pb2, sealing_pb2_grpc
+from archive.verify import (
     CHECK_BUNDLE,
     CHECK_CONSISTENCY,
     CHECK_DOCUMENT,
@@ -50,13 +57,7 @@ from archive.sealing.bundle import (
     verify_evidence,
     verify_signed_checkpoint,
 )
-from archive.sealing.checkpoint import format_checkpoint
-from archive.sealing.cms import seal_detached
-from archive.sealing.keys import DevelopmentPKI
-from archive.sealing.leaves import leaf_bytes
-from archive.sealing.merkle import MerkleTree, leaf_hash
-from archive.sealing.timestamping import TimeStampAuthority, build_request
-from archive.v1 import common_pb2, events_pb2, sealing_pb2, sealing_pb2_grpc
+from archive.verify.reader import read_bundle
 from tools.archivectl import main
 
 ORIGIN = "archive.test/acme"
@@ -275,28 +276,16 @@ def failed_names(report: EvidenceReport) -> set[str]:
 # ---- the good case ----
 
 
-def test_bundle_file_names_are_those_the_server_writes() -> None:
-    assert (
-        bundle.LEAF,
-        bundle.PROOF,
-        bundle.CHECKPOINT,
-        bundle.SEAL,
-        bundle.TIMESTAMP,
-        bundle.SEAL_CHAIN,
-        bundle.TSA_CHAIN,
-        bundle.ROOT,
-        bundle.VERIFY,
-    ) == (
-        server_evidence.LEAF,
-        server_evidence.PROOF,
-        server_evidence.CHECKPOINT,
-        server_evidence.SEAL,
-        server_evidence.TIMESTAMP,
-        server_evidence.SEAL_CHAIN,
-        server_evidence.TSA_CHAIN,
-        server_evidence.ROOT,
-        server_evidence.VERIFY,
-    )
+def test_the_writer_writes_exactly_the_members_the_reader_reads(good: bytes) -> None:
+    # The reader ignores members it does not know: one the writer added without the reader
+    # (say a second trust root) would ship unchecked, and this is where that shows.
+    with zipfile.ZipFile(io.BytesIO(good)) as archive:
+        written = archive.namelist()
+    assert sorted(written) == sorted(bundle.EXPECTED_FILES)
+    read = read_bundle(good)
+    assert read.zip_error is None and read.problems == []
+    assert all(read.usable(name) for name in bundle.EXPECTED_FILES)
+    assert None not in (read.leaf, read.proof, read.checkpoint, read.tsa_chain, read.roots)
 
 
 def test_good_bundle_and_file_verify_with_every_check_and_the_facts(

@@ -418,7 +418,7 @@ class ArchiveClient:
         self, document_id: str, *, not_ready_attempts: int = _NOT_READY_ATTEMPTS
     ) -> bytes:
         """The evidence bundle (a ZIP) of a deposit, to check offline with
-        `archive.sealing.bundle.verify_evidence` or `archivectl verify`.
+        `archive.verify.verify_evidence` or `archivectl verify`.
 
         A deposit is covered by a checkpoint about a second after it is made; until then the
         archive answers NOT_READY_YET, and this waits (the server's RetryInfo, else a second)
@@ -457,7 +457,7 @@ class ArchiveClient:
     async def get_consistency_proof(self, from_size: int, to_size: int = 0) -> ConsistencyProof:
         """RFC 9162 consistency proof from the checkpoint of `from_size` leaves to the one of
         `to_size` (0: the latest), with both checkpoints. Verify it against a checkpoint you
-        kept yourself (`archive.sealing.bundle.verify_consistency_between`), not against the
+        kept yourself (`archive.verify.verify_consistency_between`), not against the
         `from_checkpoint` sent along."""
         request = sealing_pb2.GetConsistencyProofRequest(from_size=from_size, to_size=to_size)
 

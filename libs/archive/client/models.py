@@ -224,7 +224,7 @@ class IssuedToken:
 class SignedCheckpoint:
     """A checkpoint of the tenant's journal as the archive sealed it: the C2SP checkpoint text,
     the detached CMS seal over it (DER), the RFC 3161 time-stamp response over it (DER), and
-    the PEM certificates to check both (`archive.sealing.bundle.verify_signed_checkpoint`)."""
+    the PEM certificates to check both (`archive.verify.verify_signed_checkpoint`)."""
 
     checkpoint: bytes
     seal: bytes
