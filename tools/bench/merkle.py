@@ -4,8 +4,8 @@ tree, on the same entries in the same run, with the ratios between them.
     python -m tools.bench.merkle [--leaves 100000] [--proofs 5000] [--repeat 3] [--out FILE]
 
 Entries are 32-byte values (like the digests of events). Measured, single-threaded:
-- build: leaf hashing and appending every entry (ours: MerkleTree, and MerkleLog alone, the
-  compact state; pymerkle: InmemoryTree.append_entry);
+- build: leaf hashing and appending every entry (ours: MerkleTree; pymerkle:
+  InmemoryTree.append_entry);
 - inclusion: proofs for random leaves against the full tree, then their verification;
 - consistency: proofs from random earlier sizes to the full tree, then their verification;
 - root_at_size: roots of random earlier sizes.
@@ -33,7 +33,6 @@ from typing import Any
 import pymerkle
 
 from archive.sealing.merkle import (
-    MerkleLog,
     MerkleTree,
     leaf_hash,
     verify_consistency,
@@ -59,10 +58,7 @@ def _measure_ours(
     seconds: dict[str, float] = {}
     tree = MerkleTree()
     seconds["build"] = _timed(lambda: [tree.append(leaf_hash(entry)) for entry in entries])
-    log = MerkleLog()
-    seconds["build_compact_log"] = _timed(lambda: [log.append(leaf_hash(e)) for e in entries])
     root = tree.root()
-    assert log.root() == root
 
     inclusion: list[list[bytes]] = []
     seconds["inclusion_prove"] = _timed(
@@ -174,9 +170,6 @@ def bench(leaves: int, proofs: int, repeat: int, seed: int = 9162) -> dict[str, 
         "repeat": repeat,
         "results": {
             "build": pair("build", "leaves_per_s", leaves),
-            "build_compact_log": {
-                "ours_leaves_per_s": _rate(leaves, ours["build_compact_log"]),
-            },
             "inclusion_prove": {
                 **pair("inclusion_prove", "proofs_per_s", proofs),
                 "ours_us_per_proof": round(ours["inclusion_prove"] / proofs * 1e6, 1),

@@ -2,9 +2,6 @@
 
 - `leaf_hash`, `node_hash`, `EMPTY_ROOT`: the hashing of 2.1.1 (domain-separated with the
   0x00 / 0x01 prefixes, so that a leaf can never pass for an inner node).
-- `MerkleLog`: the compact state of an append-only log (size and the roots of its perfect
-  subtrees, the "frontier"), O(log n) to append or take the root; small enough to be
-  persisted with every checkpoint and restored without the leaves.
 - `MerkleTree`: every leaf hash kept, with the hash of every complete power-of-two subtree,
   so that the root at any past size, inclusion proofs (2.1.3.1) and consistency proofs
   (2.1.4.1) cost O(log n) lookups and O(log n) hashes, whatever the size of the tree.
@@ -57,12 +54,6 @@ def _all_hashes(values: Iterable[object]) -> bool:
     return True
 
 
-def _require_hash(value: object, what: str) -> bytes:
-    if isinstance(value, _BYTES_TYPES) and len(value) == HASH_SIZE:
-        return bytes(value)
-    raise ValueError(f"{what} must be {HASH_SIZE} bytes")
-
-
 def _require_size(value: object, what: str) -> int:
     # bool is an int subclass: refuse it, True as a tree size is a bug, not a size.
     if not isinstance(value, int) or isinstance(value, bool):
@@ -89,113 +80,6 @@ def _fold_subtree_roots(roots: Sequence[bytes]) -> bytes:
     for subtree_root in reversed(roots[:-1]):
         accumulated = node_hash(subtree_root, accumulated)
     return accumulated
-
-
-class MerkleLog:
-    """The compact, append-only state of a log: its size and its frontier.
-
-    The frontier holds the roots of the perfect subtrees that make up the tree, one per bit
-    set in the size, largest (leftmost) first: all a log needs to append leaves and compute
-    its root, without the leaves themselves. Persist it with `to_bytes()` or `to_dict()`
-    beside each checkpoint and restore it with `from_bytes()` / `from_dict()` / `restore()`.
-    """
-
-    __slots__ = ("_size", "_subtree_roots")
-
-    def __init__(self) -> None:
-        self._size = 0
-        self._subtree_roots: list[bytes] = []
-
-    @classmethod
-    def restore(cls, size: int, subtree_roots: Sequence[bytes]) -> MerkleLog:
-        """A log of `size` leaves from its frontier (as given by `subtree_roots`)."""
-        _require_size(size, "size")
-        roots = [_require_hash(root, "subtree root") for root in subtree_roots]
-        # One perfect subtree per bit set in the size: anything else is not a tree state.
-        if len(roots) != size.bit_count():
-            raise ValueError(
-                f"a log of size {size} has {size.bit_count()} subtree roots, got {len(roots)}"
-            )
-        log = cls()
-        log._size = size
-        log._subtree_roots = roots
-        return log
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def __len__(self) -> int:
-        return self._size
-
-    @property
-    def subtree_roots(self) -> tuple[bytes, ...]:
-        return tuple(self._subtree_roots)
-
-    def append(self, leaf_hash: bytes) -> int:
-        """Add one leaf (its hash, see `leaf_hash()`); returns its index."""
-        node = _require_hash(leaf_hash, "leaf_hash")
-        index = self._size
-        if index == MAX_TREE_SIZE:
-            raise ValueError("the log is full")
-        # Each trailing one bit of the old size is a perfect subtree of the new leaf's
-        # height: merge them, like a carry in a binary increment.
-        carry = index
-        while carry & 1:
-            node = node_hash(self._subtree_roots.pop(), node)
-            carry >>= 1
-        self._subtree_roots.append(node)
-        self._size = index + 1
-        return index
-
-    def extend(self, leaf_hashes: Iterable[bytes]) -> int:
-        """Append several leaves in order; returns the new size."""
-        for one_leaf_hash in leaf_hashes:
-            self.append(one_leaf_hash)
-        return self._size
-
-    def root(self) -> bytes:
-        """MTH of the whole log (EMPTY_ROOT when empty)."""
-        return _fold_subtree_roots(self._subtree_roots)
-
-    def copy(self) -> MerkleLog:
-        return MerkleLog.restore(self._size, self._subtree_roots)
-
-    def to_bytes(self) -> bytes:
-        """size as 8 bytes big-endian, then the subtree roots: 8 + 32 * popcount(size) bytes."""
-        return self._size.to_bytes(8, "big") + b"".join(self._subtree_roots)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> MerkleLog:
-        if len(data) < 8 or (len(data) - 8) % HASH_SIZE:
-            raise ValueError("not a serialized MerkleLog: bad length")
-        size = int.from_bytes(data[:8], "big")
-        roots = [data[i : i + HASH_SIZE] for i in range(8, len(data), HASH_SIZE)]
-        return cls.restore(size, roots)
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready form: {"size": n, "subtree_roots": [hex, ...]}."""
-        return {"size": self._size, "subtree_roots": [r.hex() for r in self._subtree_roots]}
-
-    @classmethod
-    def from_dict(cls, state: dict[str, object]) -> MerkleLog:
-        size = state.get("size")
-        roots = state.get("subtree_roots")
-        if not isinstance(size, int) or not isinstance(roots, list):
-            raise ValueError("not a MerkleLog state: needs size (int) and subtree_roots (list)")
-        if not all(isinstance(r, str) for r in roots):
-            raise ValueError("subtree_roots must be hex strings")
-        return cls.restore(size, [bytes.fromhex(r) for r in roots])
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, MerkleLog):
-            return NotImplemented
-        return self._size == other._size and self._subtree_roots == other._subtree_roots
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
-    def __repr__(self) -> str:
-        return f"MerkleLog(size={self._size}, root={self.root().hex()})"
 
 
 class MerkleTree:
@@ -255,11 +139,6 @@ class MerkleTree:
         """MTH(D[0:size]), the root the tree had at `size` leaves (default: now)."""
         size = self._checked_size(size)
         return self._range_hash(0, size)
-
-    def log(self, size: int | None = None) -> MerkleLog:
-        """The compact state the log had at `size` leaves (default: now)."""
-        size = self._checked_size(size)
-        return MerkleLog.restore(size, self._perfect_subtrees(0, size))
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """PATH(index, D[0:size]) of RFC 9162 2.1.3.1: sibling hashes, leaf level first."""
