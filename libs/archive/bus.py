@@ -1,17 +1,13 @@
-"""NATS plumbing shared by every service: one connection with reconnects, OpenTelemetry trace
-context carried in message headers, and a clean shutdown that drains what is in flight."""
+"""NATS plumbing shared by every service: one connection with reconnects, and a clean
+shutdown that drains what is in flight."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
 
 import nats
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from opentelemetry import context as otel_context
-from opentelemetry import propagate
 
 log = logging.getLogger(__name__)
 
@@ -47,36 +43,6 @@ async def connect(
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
     )
-
-
-def trace_headers(headers: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Headers for an outgoing message, with the current trace context injected
-    (W3C `traceparent`/`tracestate`)."""
-    carrier: dict[str, str] = dict(headers or {})
-    propagate.inject(carrier)
-    return carrier
-
-
-def context_from(msg: Msg) -> otel_context.Context:
-    """The trace context a received message carries, to parent the work it triggers."""
-    return propagate.extract(dict(msg.headers or {}))
-
-
-async def publish(
-    nc: NATS, subject: str, payload: bytes, headers: Mapping[str, str] | None = None
-) -> None:
-    await nc.publish(subject, payload, headers=trace_headers(headers))
-
-
-async def request(
-    nc: NATS,
-    subject: str,
-    payload: bytes,
-    *,
-    timeout: float = 5.0,
-    headers: Mapping[str, str] | None = None,
-) -> Msg:
-    return await nc.request(subject, payload, timeout=timeout, headers=trace_headers(headers))
 
 
 async def close(nc: NATS) -> None:
