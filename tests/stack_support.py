@@ -16,13 +16,14 @@ from typing import TypeVar
 
 import pytest
 
-from archive.launcher import pid_alive, read_pid, service_available
 from archive.natsserver import free_port
+from services import catalog
+from tools.launcher.layout import pid_alive, read_pid
+from tools.launcher.provision import ENV_KEYS as LAUNCHER_ENV_KEYS
 
-# The default set, minus services that do not exist yet; ingest is required (it hosts
-# TenantAdmin, which creates the demo tenant).
-SERVICES = [name for name in ("ingest", "search", "sealing") if service_available(name)]
-ENV_KEYS = ["ARCHIVE_ENDPOINT", "ARCHIVE_TENANT", "ARCHIVE_TOKEN", "ARCHIVE_OPERATOR_TOKEN"]
+# Every service of the catalog: what `archive up` starts by default.
+SERVICES = list(catalog.NAMES)
+ENV_KEYS = list(LAUNCHER_ENV_KEYS)
 T = TypeVar("T")
 
 
@@ -89,7 +90,7 @@ def launcher_factory(tmp_path: Path) -> Iterator[Callable[..., Launch]]:
         output = tmp_path / f"launcher-{len(launches)}.out"
         with open(output, "wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "archive.launcher", "up"],
+                [sys.executable, "-m", "tools.launcher", "up"],
                 env=env,
                 cwd=tmp_path,
                 stdin=subprocess.DEVNULL,

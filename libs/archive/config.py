@@ -91,6 +91,10 @@ class Settings:
     # Optional TLS for the gRPC port (PEM files); both or neither.
     grpc_tls_cert_file: Path | None = None
     grpc_tls_key_file: Path | None = None
+    # The gateway's calls to its backends: TLS, checked against this CA (PEM; None: the
+    # system's roots). A CA file alone turns TLS on.
+    backend_tls: bool = False
+    backend_ca_file: Path | None = None
     event_store: EventStoreKind = "jetstream"
     # JetStream stream holding every event, its subject prefix and its replica count.
     nats_stream: str = "ARCHIVE_EVENTS"
@@ -151,6 +155,12 @@ class Settings:
         if (cert is None) != (key is None):
             missing = "ARCHIVE_GRPC_TLS_KEY_FILE" if key is None else "ARCHIVE_GRPC_TLS_CERT_FILE"
             raise ConfigError(missing, "TLS needs both a certificate and a key file")
+        backend_ca = env.get("ARCHIVE_BACKEND_CA_FILE", None, _existing_file)
+        backend_tls = env.get("ARCHIVE_BACKEND_TLS", backend_ca is not None, _flag)
+        if backend_ca is not None and not backend_tls:
+            raise ConfigError(
+                "ARCHIVE_BACKEND_TLS", "is off, but ARCHIVE_BACKEND_CA_FILE is only used with TLS"
+            )
         return cls(
             data_dir=env.get("ARCHIVE_DATA_DIR", cls.data_dir, Path),
             nats_url=env.get("ARCHIVE_NATS_URL", cls.nats_url, _nats_url),
@@ -163,6 +173,8 @@ class Settings:
             ),
             grpc_tls_cert_file=cert,
             grpc_tls_key_file=key,
+            backend_tls=backend_tls,
+            backend_ca_file=backend_ca,
             event_store=cast(
                 EventStoreKind,
                 env.get("ARCHIVE_EVENT_STORE", cls.event_store, _one_of(_EVENT_STORES)),
@@ -259,6 +271,15 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _flag(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{raw!r} is not one of 1, 0, true, false")
 
 
 def _seconds(raw: str) -> float:

@@ -2,8 +2,11 @@
 
 Clients (archivectl, the SDK) know one endpoint; the gateway forwards each call, untouched,
 to the process hosting its service (`services.gateway.proxy`). Routes come from
-ARCHIVE_GATEWAY_ROUTES ("archive.v1.Ingest=127.0.0.1:50061,archive.v1.Search=..."); the
-launcher builds them. The gateway answers grpc.health.v1.Health itself: each routed service
+ARCHIVE_GATEWAY_BACKENDS ("ingest=127.0.0.1:50061,search=..."; services/catalog.py says what
+each serves) and ARCHIVE_GATEWAY_ROUTES (gRPC services one by one), see
+`services.gateway.routes`; the launcher and deploy/base/gateway.yaml set the first. Backends
+are dialled over TLS with ARCHIVE_BACKEND_TLS=1 (ARCHIVE_BACKEND_CA_FILE: the CA their
+certificates chain to). The gateway answers grpc.health.v1.Health itself: each routed service
 reports its backend's health, and the overall status ("") is SERVING only while every backend
 is, checked every ARCHIVE_GATEWAY_HEALTH_INTERVAL seconds (default 2).
 """
@@ -27,14 +30,9 @@ from grpc_health.v1._async import HealthServicer
 
 from archive.config import ConfigError, Settings
 from archive.grpcserver.server import bind_port
-from services.gateway.proxy import (
-    ROUTES_VARIABLE,
-    MethodKinds,
-    ProxyHandler,
-    RouteError,
-    descriptor_kinds,
-    parse_routes,
-)
+from services import catalog
+from services.gateway.proxy import MethodKinds, ProxyHandler, descriptor_kinds
+from services.gateway.routes import BACKENDS_VARIABLE, ROUTES_VARIABLE, RouteError, route_table
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +53,7 @@ class Gateway:
         method_kinds: MethodKinds | None = descriptor_kinds,
     ) -> None:
         if not routes:
-            raise RouteError(f"{ROUTES_VARIABLE}: no routes, the gateway would serve nothing")
+            raise RouteError(BACKENDS_VARIABLE, "no routes, the gateway would serve nothing")
         self.settings = settings
         self.routes = dict(routes)
         self.health_interval = health_interval
@@ -64,6 +62,7 @@ class Gateway:
             local_services=(HEALTH_SERVICE,),
             max_message_bytes=settings.grpc_max_message_bytes,
             method_kinds=method_kinds,
+            credentials=backend_credentials(settings),
         )
         self.health = HealthServicer()
         max_bytes = settings.grpc_max_message_bytes
@@ -151,8 +150,8 @@ class Gateway:
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout
             )
         except grpc.aio.AioRpcError:
-            return _NOT_SERVING
-        return _SERVING if response.status == _SERVING else _NOT_SERVING
+            return int(_NOT_SERVING)
+        return int(_SERVING if response.status == _SERVING else _NOT_SERVING)
 
     async def _check_periodically(self) -> None:
         while True:
@@ -177,15 +176,30 @@ def load_api_descriptors() -> None:
             importlib.import_module(f"archive.v1.{module.name}")
 
 
+def backend_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
+    """TLS for the calls to the backends when ARCHIVE_BACKEND_TLS (or a CA file) says so:
+    the backends' certificates must chain to ARCHIVE_BACKEND_CA_FILE (else the system's
+    roots) and name the host the route gives."""
+    if not settings.backend_tls:
+        return None
+    ca = settings.backend_ca_file.read_bytes() if settings.backend_ca_file else None
+    return grpc.ssl_channel_credentials(root_certificates=ca)
+
+
 def gateway_from_env(settings: Settings, environ: Mapping[str, str] = os.environ) -> Gateway:
-    """The gateway configured by ARCHIVE_GATEWAY_ROUTES and ARCHIVE_GATEWAY_HEALTH_INTERVAL."""
+    """The gateway configured by ARCHIVE_GATEWAY_BACKENDS and/or ARCHIVE_GATEWAY_ROUTES (see
+    services.gateway.routes), and ARCHIVE_GATEWAY_HEALTH_INTERVAL."""
     load_api_descriptors()
     try:
-        routes = parse_routes(environ.get(ROUTES_VARIABLE, ""))
+        routes = route_table(environ)
     except RouteError as exc:
-        raise ConfigError(ROUTES_VARIABLE, str(exc).removeprefix(f"{ROUTES_VARIABLE}: ")) from None
+        raise ConfigError(exc.variable, exc.problem) from None
     if not routes:
-        raise ConfigError(ROUTES_VARIABLE, "required: service=host:port, comma separated")
+        raise ConfigError(
+            BACKENDS_VARIABLE,
+            f"required: name=host:port, comma separated, for {', '.join(catalog.NAMES)} "
+            f"(or {ROUTES_VARIABLE}: gRPC service=host:port)",
+        )
     raw_interval = environ.get(HEALTH_INTERVAL_VARIABLE, "").strip()
     try:
         interval = float(raw_interval) if raw_interval else DEFAULT_HEALTH_INTERVAL

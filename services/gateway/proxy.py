@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import grpc
 import grpc.aio
@@ -26,7 +26,6 @@ from google.protobuf import descriptor_pool
 
 log = logging.getLogger(__name__)
 
-ROUTES_VARIABLE: Final = "ARCHIVE_GATEWAY_ROUTES"
 STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
 
 # Headers that belong to one HTTP/2 hop (or that gRPC core sets itself from call options, like
@@ -45,34 +44,9 @@ _MAX_CACHED_METHODS: Final = 1024
 _NO_DEADLINE_SECONDS: Final = 365 * 24 * 3600.0
 
 
-class RouteError(ValueError):
-    """ARCHIVE_GATEWAY_ROUTES is malformed; the message says where."""
-
-
-def parse_routes(text: str) -> dict[str, str]:
-    """'archive.v1.Ingest=127.0.0.1:50061,archive.v1.Search=127.0.0.1:50062' ->
-    {service: address}. Whitespace and empty items are ignored."""
-    routes: dict[str, str] = {}
-    for item in text.replace("\n", ",").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        service, sep, address = (part.strip() for part in item.partition("="))
-        if not sep or not service or not address:
-            raise RouteError(f"{ROUTES_VARIABLE}: {item!r} is not service=host:port")
-        if "/" in service or not all(service.split(".")):
-            raise RouteError(
-                f"{ROUTES_VARIABLE}: {service!r} is not a full gRPC service name "
-                "(like archive.v1.Ingest)"
-            )
-        host, colon, port = address.rpartition(":")
-        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise RouteError(f"{ROUTES_VARIABLE}: {address!r} is not host:port")
-        if service in routes and routes[service] != address:
-            raise RouteError(f"{ROUTES_VARIABLE}: {service} is routed twice")
-        routes[service] = address
-    return routes
-
+if TYPE_CHECKING:
+    # Every handler of the proxy takes and gives bytes: messages are never decoded.
+    Handler: TypeAlias = grpc.RpcMethodHandler[bytes, bytes]
 
 # (request_streaming, response_streaming) of a method path, or None when unknown.
 MethodKinds = Callable[[str], tuple[bool, bool] | None]
@@ -91,21 +65,29 @@ def descriptor_kinds(method: str) -> tuple[bool, bool] | None:
 
 @dataclass
 class Backend:
-    """One backend address and its long-lived channel (shared by every service it hosts)."""
+    """One backend address and its long-lived channel (shared by every service it hosts):
+    TLS when `credentials` are given (see services.gateway.main.backend_credentials), else
+    plaintext."""
 
     address: str
     max_message_bytes: int = 4 * 1024 * 1024
+    credentials: grpc.ChannelCredentials | None = None
     channel: grpc.aio.Channel = field(init=False)
 
     def __post_init__(self) -> None:
-        self.channel = grpc.aio.insecure_channel(
-            self.address,
-            options=[
-                *_BACKEND_CHANNEL_OPTIONS,
-                ("grpc.max_receive_message_length", self.max_message_bytes),
-                ("grpc.max_send_message_length", self.max_message_bytes),
-            ],
-        )
+        options = [
+            *_BACKEND_CHANNEL_OPTIONS,
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
+        ]
+        if self.credentials is None:
+            self.channel = grpc.aio.insecure_channel(self.address, options=options)
+        else:
+            self.channel = grpc.aio.secure_channel(self.address, self.credentials, options)
+
+    @property
+    def tls(self) -> bool:
+        return self.credentials is not None
 
     async def close(self) -> None:
         await self.channel.close()
@@ -135,18 +117,20 @@ class ProxyHandler(grpc.GenericRpcHandler):
         local_services: Iterable[str] = (),
         max_message_bytes: int = 4 * 1024 * 1024,
         method_kinds: MethodKinds | None = descriptor_kinds,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.routes = dict(routes)
         self._local = frozenset(local_services)
         # One backend (and so one channel) per distinct address.
         self.backends: dict[str, Backend] = {
-            address: Backend(address, max_message_bytes) for address in set(routes.values())
+            address: Backend(address, max_message_bytes, credentials)
+            for address in set(routes.values())
         }
         self._by_service = {service: self.backends[addr] for service, addr in routes.items()}
         self._method_kinds = method_kinds
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._handlers: dict[str, Handler] = {}
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler:
         method: str = handler_call_details.method
         handler = self._handlers.get(method)
         if handler is not None:
@@ -165,9 +149,7 @@ class ProxyHandler(grpc.GenericRpcHandler):
             self._handlers[method] = handler
         return handler
 
-    def _forwarding_handler(
-        self, method: str, service: str, backend: Backend
-    ) -> grpc.RpcMethodHandler:
+    def _forwarding_handler(self, method: str, service: str, backend: Backend) -> Handler:
         kind = self._method_kinds(method) if self._method_kinds else None
         channel = backend.channel
         # No serializers anywhere: bytes in, bytes out. A partial of an async generator
@@ -291,14 +273,17 @@ def _status_of(
         # No google.rpc.Status means the status came from the channel, not the service: say
         # which backend could not be reached, keeping gRPC's own explanation.
         log.warning("backend %s for %s unreachable: %s", backend.address, service, details)
-        details = (
-            f"{service} is unavailable right now (its backend does not answer); "
-            f"try again shortly [{details}]"
+        why = (
+            "its backend does not answer, or does not show a TLS certificate the gateway "
+            "trusts (ARCHIVE_BACKEND_CA_FILE)"
+            if backend.tls
+            else "its backend does not answer"
         )
+        details = f"{service} is unavailable right now ({why}); try again shortly [{details}]"
     return code, details, trailing
 
 
-def forwarded_metadata(metadata: Sequence[tuple[str, Any]] | None) -> tuple[tuple[str, Any], ...]:
+def forwarded_metadata(metadata: Iterable[tuple[str, Any]] | None) -> tuple[tuple[str, Any], ...]:
     """The caller's metadata minus the hop headers: authorization, x-correlation-id,
     traceparent/tracestate, baggage and any application header pass unchanged."""
     return tuple(

@@ -18,10 +18,11 @@ from stack_support import Launch
 
 from archive.client import ArchiveClient, ClientConfig, UploadItem, UploadOutcome
 from archive.client.errors import ArchiveError
+from archive.envfile import read_env_file
 from archive.eventstore.jetstream import JetStreamEventStore
-from archive.launcher import pid_alive, read_env_file
 from archive.natsserver import free_port
 from archive.v1 import events_pb2
+from tools.launcher.layout import pid_alive
 
 pytestmark = pytest.mark.integration
 

@@ -5,17 +5,26 @@ every streaming kind. Everything runs on 127.0.0.1 with free ports."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import ipaddress
 import json
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.aio
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -29,12 +38,8 @@ from archive.tenancy import TenantRegistry
 from archive.v1 import tenancy_pb2, tenancy_pb2_grpc
 from archive.v1.common_pb2 import TenantId
 from services.gateway.main import Gateway, gateway_from_env, load_api_descriptors
-from services.gateway.proxy import (
-    RouteError,
-    descriptor_kinds,
-    forwarded_metadata,
-    parse_routes,
-)
+from services.gateway.proxy import descriptor_kinds, forwarded_metadata
+from services.gateway.routes import RouteError, parse_routes, route_table
 from services.ingest.tenancy_servicer import tenancy_registrations
 
 OPERATOR_TOKEN = "operator-secret-for-gateway-tests-0123"
@@ -493,6 +498,29 @@ def test_routes_parse() -> None:
             parse_routes(bad)
 
 
+def test_backends_get_the_grpc_services_the_catalog_lists() -> None:
+    table = route_table({"ARCHIVE_GATEWAY_BACKENDS": "ingest=h:1, search=h:2"})
+    assert table == {
+        "archive.v1.Ingest": "h:1",
+        "archive.v1.TenantAdmin": "h:1",
+        "archive.v1.Tenancy": "h:1",
+        "archive.v1.Search": "h:2",
+    }
+    both = route_table(
+        {"ARCHIVE_GATEWAY_BACKENDS": "search=h:2", "ARCHIVE_GATEWAY_ROUTES": "x.Y=h:3"}
+    )
+    assert both == {"archive.v1.Search": "h:2", "x.Y": "h:3"}
+    with pytest.raises(RouteError, match="unknown service 'nope'; known: ingest, search"):
+        route_table({"ARCHIVE_GATEWAY_BACKENDS": "nope=h:1"})
+    with pytest.raises(RouteError, match=r"archive\.v1\.Search is routed to h:9"):
+        route_table(
+            {
+                "ARCHIVE_GATEWAY_BACKENDS": "search=h:2",
+                "ARCHIVE_GATEWAY_ROUTES": "archive.v1.Search=h:9",
+            }
+        )
+
+
 def test_gateway_needs_routes() -> None:
     from archive.config import ConfigError
 
@@ -500,3 +528,160 @@ def test_gateway_needs_routes() -> None:
         gateway_from_env(settings(), {})
     with pytest.raises(ConfigError, match="ARCHIVE_GATEWAY_ROUTES"):
         gateway_from_env(settings(), {"ARCHIVE_GATEWAY_ROUTES": "nonsense"})
+
+
+# ---- TLS to the backends ----
+
+
+def _certificate(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[str, ec.EllipticCurvePrivateKey] | None = None,
+) -> x509.Certificate:
+    """A CA certificate (no issuer: self-signed), or a server certificate for 127.0.0.1 and
+    localhost issued by `issuer` (its name and key)."""
+    now = datetime.now(UTC)
+    issuer_name, signer = issuer if issuer is not None else (subject, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+    )
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+    return builder.sign(signer, hashes.SHA256())
+
+
+@dataclass
+class TlsFiles:
+    ca: Path  # the CA that issued the backend's certificate
+    other_ca: Path  # a CA that did not
+    cert: Path
+    key: Path
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A throwaway CA, a backend certificate it issued, and an unrelated CA."""
+    directory = tmp_path_factory.mktemp("tls")
+    ca_key, other_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    files = TlsFiles(*(directory / n for n in ("ca.pem", "other-ca.pem", "cert.pem", "key.pem")))
+    files.ca.write_bytes(_certificate("test CA", ca_key).public_bytes(Encoding.PEM))
+    files.other_ca.write_bytes(_certificate("other CA", other_key).public_bytes(Encoding.PEM))
+    server = _certificate("backend", server_key, ("test CA", ca_key))
+    files.cert.write_bytes(server.public_bytes(Encoding.PEM))
+    files.key.write_bytes(
+        server_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    )
+    return files
+
+
+@pytest.fixture
+async def tls_backend(tls_files: TlsFiles) -> AsyncIterator[ArchiveServer]:
+    """The tenancy services served over TLS only, by the scaffolding every service uses."""
+    store = InMemoryEventStore()
+    backend_settings = replace(
+        settings(), grpc_tls_cert_file=tls_files.cert, grpc_tls_key_file=tls_files.key
+    )
+    server = build_server(
+        backend_settings,
+        tenancy_registrations(store),
+        event_store=store,
+        registry=TenantRegistry(store),
+    )
+    await server.start()
+    yield server
+    await server.stop(0)
+
+
+@contextlib.asynccontextmanager
+async def gateway_to(
+    backend: ArchiveServer, **environ: str
+) -> AsyncIterator[tuple[Gateway, grpc.aio.Channel]]:
+    """A gateway configured from the environment as `archive serve gateway` is, routing the
+    tenancy services to `backend`, and a (plaintext) client channel to it."""
+    gateway_settings = Settings.from_env({"ARCHIVE_GRPC_PORT": "0", **environ})
+    address = backend.address
+    routes = f"archive.v1.TenantAdmin={address},archive.v1.Tenancy={address}"
+    gateway = gateway_from_env(gateway_settings, {"ARCHIVE_GATEWAY_ROUTES": routes})
+    await gateway.start()
+    channel = grpc.aio.insecure_channel(gateway.address)
+    try:
+        yield gateway, channel
+    finally:
+        await channel.close()
+        await gateway.stop(0)
+
+
+async def test_gateway_reaches_a_tls_backend_through_its_ca(
+    tls_backend: ArchiveServer, tls_files: TlsFiles
+) -> None:
+    async with gateway_to(
+        tls_backend, ARCHIVE_BACKEND_TLS="1", ARCHIVE_BACKEND_CA_FILE=str(tls_files.ca)
+    ) as (gateway, channel):
+        assert all(backend.tls for backend in gateway.proxy.backends.values())
+        created = await tenancy_pb2_grpc.TenantAdminStub(channel).CreateTenant(
+            tenancy_pb2.CreateTenantRequest(tenant=TenantId(value="acme")),
+            metadata=bearer(OPERATOR_TOKEN),
+        )
+        me = await tenancy_pb2_grpc.TenancyStub(channel).WhoAmI(
+            tenancy_pb2.WhoAmIRequest(), metadata=bearer(created.token.token)
+        )
+        assert me.tenant.value == "acme"
+        await gateway.check_backends()
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == SERVING
+
+
+async def test_a_plaintext_gateway_cannot_reach_a_tls_backend(tls_backend: ArchiveServer) -> None:
+    async with gateway_to(tls_backend) as (_, channel):
+        error = await rpc_error(
+            tenancy_pb2_grpc.TenancyStub(channel).WhoAmI(tenancy_pb2.WhoAmIRequest(), timeout=5)
+        )
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "archive.v1.Tenancy is unavailable" in (error.details() or "")
+
+
+async def test_a_backend_certificate_from_another_ca_fails_clearly(
+    tls_backend: ArchiveServer, tls_files: TlsFiles
+) -> None:
+    wrong_ca = str(tls_files.other_ca)
+    async with gateway_to(tls_backend, ARCHIVE_BACKEND_CA_FILE=wrong_ca) as (gateway, channel):
+        error = await rpc_error(
+            tenancy_pb2_grpc.TenancyStub(channel).WhoAmI(tenancy_pb2.WhoAmIRequest(), timeout=5)
+        )
+        await gateway.check_backends()
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    details = error.details() or ""
+    assert "archive.v1.Tenancy is unavailable" in details
+    assert "TLS certificate the gateway trusts (ARCHIVE_BACKEND_CA_FILE)" in details
+    assert "CERTIFICATE_VERIFY_FAILED" in details, details  # gRPC's own reason, kept
+    assert health.status == NOT_SERVING
+
+
+def test_backend_tls_settings(tls_files: TlsFiles) -> None:
+    from archive.config import ConfigError
+
+    assert Settings.from_env({}).backend_tls is False
+    with_ca = Settings.from_env({"ARCHIVE_BACKEND_CA_FILE": str(tls_files.ca)})
+    assert (with_ca.backend_tls, with_ca.backend_ca_file) == (True, tls_files.ca)
+    assert Settings.from_env({"ARCHIVE_BACKEND_TLS": "true"}).backend_ca_file is None
+    with pytest.raises(ConfigError, match="ARCHIVE_BACKEND_TLS"):
+        Settings.from_env({"ARCHIVE_BACKEND_TLS": "perhaps"})
+    with pytest.raises(ConfigError, match="ARCHIVE_BACKEND_TLS"):
+        Settings.from_env(
+            {"ARCHIVE_BACKEND_TLS": "0", "ARCHIVE_BACKEND_CA_FILE": str(tls_files.ca)}
+        )
+    with pytest.raises(ConfigError, match="ARCHIVE_BACKEND_CA_FILE"):
+        Settings.from_env({"ARCHIVE_BACKEND_CA_FILE": str(tls_files.ca) + ".missing"})

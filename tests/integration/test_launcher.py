@@ -9,15 +9,18 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
 from stack_support import ENV_KEYS, SERVICES, Launch
 
-from archive.launcher import pid_alive, read_env_file
+from archive.envfile import read_env_file
 from archive.v1 import tenancy_pb2, tenancy_pb2_grpc
+from services import catalog
+from tools.launcher.layout import PidRecord, pid_alive, read_pid_file
 
 pytestmark = pytest.mark.integration
 
@@ -46,9 +49,22 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.mark.skipif(
-    "ingest" not in SERVICES, reason="services/ingest/main.py with run() does not exist yet"
-)
+def cmdline(pid: int) -> list[str]:
+    return [arg.decode() for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]]
+
+
+def assert_private_layout(data: Path, processes: list[str]) -> None:
+    """What `archive up` creates is the service user's only: directories 0700, files 0600."""
+    directories = [data, *(data / d for d in ("run", "logs", "secrets", "nats", "blobs"))]
+    directories += [data / "services", *(data / "services" / name for name in SERVICES)]
+    files = [data / "archive.env", data / "secrets" / "operator-token"]
+    files += [data / "nats" / "nats-server.conf"]
+    files += [data / "run" / f"{name}.pid" for name in (*processes, "launcher")]
+    files += [data / "logs" / f"{name}.log" for name in (*processes, "launcher")]
+    assert {str(d): oct(mode(d)) for d in directories} == {str(d): "0o700" for d in directories}
+    assert {str(f): oct(mode(f)) for f in files} == {str(f): "0o600" for f in files}
+
+
 def test_up_provisions_supervises_and_stops_cleanly(launcher: Callable[..., Launch]) -> None:
     processes = ["nats", "gateway", *SERVICES]
 
@@ -60,16 +76,23 @@ def test_up_provisions_supervises_and_stops_cleanly(launcher: Callable[..., Laun
     assert list(values) == ENV_KEYS
     assert all(values.values())
     assert values["ARCHIVE_TENANT"] == "demo"
-    assert mode(env_file) == 0o600
-    assert mode(first.data / "secrets") == 0o700
-    assert mode(first.data / "secrets" / "operator-token") == 0o600
+    assert_private_layout(first.data, processes)
     original_env = env_file.read_text()
+    # Durable by default: the embedded nats-server fsyncs before it acknowledges.
+    assert "sync_interval: always" in (first.data / "nats" / "nats-server.conf").read_text()
 
     for name in processes:
         pid = first.pid(name)
         assert pid is not None, f"no pid file for {name}"
         assert pid_alive(pid), f"{name} (pid {pid}) is not running"
         assert (first.data / "logs" / f"{name}.log").exists()
+    # A pid file names its process exactly: the command it runs, as the kernel shows it.
+    for name in SERVICES:
+        record = read_pid_file(first.run_dir / f"{name}.pid")
+        assert record is not None and record.is_running(), name
+        expected = [sys.executable, "-P", "-m", "tools.launcher", "serve", name]
+        assert list(record.argv) == expected
+        assert cmdline(record.pid) == expected
 
     endpoint = values["ARCHIVE_ENDPOINT"]
     assert who_am_i(endpoint, values["ARCHIVE_TOKEN"]) == "demo"
@@ -108,7 +131,6 @@ def test_up_provisions_supervises_and_stops_cleanly(launcher: Callable[..., Laun
         assert "archive.env" in output
 
 
-@pytest.mark.skipif("ingest" not in SERVICES, reason="services/ingest/main.py does not exist yet")
 def test_gateway_port_taken_fails_clearly(launcher: Callable[..., Launch]) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -127,12 +149,13 @@ def test_unknown_service_in_services_list_is_a_usage_error(
 ) -> None:
     launch = launcher(ARCHIVE_SERVICES="ingest,nope")
     assert launch.process.wait(30) == 2
-    assert "nope" in launch.text() and "known: ingest, search" in launch.text()
+    assert "nope" in launch.text()
+    assert f"known: {', '.join(catalog.NAMES)}" in launch.text()
 
 
 def test_serve_unknown_service_exits_2_with_the_list() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "archive.launcher", "serve", "nope"],
+        [sys.executable, "-m", "tools.launcher", "serve", "nope"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -140,3 +163,72 @@ def test_serve_unknown_service_exits_2_with_the_list() -> None:
     assert result.returncode == 2
     assert "unknown service 'nope'" in result.stderr
     assert "gateway" in result.stderr
+
+
+DECOY_ARGV = [sys.executable, "-c", "import time; time.sleep(120)", "archive", "serve", "ingest"]
+
+
+@pytest.fixture
+def decoy(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A process that is not ours, though its command line says "archive" (which the old
+    check took for proof)."""
+    process = subprocess.Popen(DECOY_ARGV)
+    yield process
+    process.kill()
+    process.wait(5)
+
+
+def forged_pid_file(path: Path, decoy: subprocess.Popen[bytes]) -> None:
+    """A pid file naming the decoy's pid but another start time: a pid recycled since."""
+    record = PidRecord.of(decoy.pid, ["archive", "serve", "ingest"])
+    assert record is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(replace(record, start_ticks=record.start_ticks - 1).to_bytes())
+
+
+def archive(command: str, data: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "tools.launcher", command],
+        env={**env, "ARCHIVE_DATA_DIR": str(data)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_recycled_pid_is_never_taken_for_ours(
+    tmp_path: Path, decoy: subprocess.Popen[bytes]
+) -> None:
+    data = tmp_path / "data"
+    forged_pid_file(data / "run" / "launcher.pid", decoy)
+    status = archive("status", data)
+    assert status.returncode == 3, status.stdout + status.stderr
+    assert "not running" in status.stdout
+    down = archive("down", data)
+    assert down.returncode == 3, down.stdout + down.stderr
+    assert decoy.poll() is None, "archive down signalled a process that is not ours"
+
+    # The real record of the same process is recognised (and `down` stops it).
+    record = PidRecord.of(decoy.pid, DECOY_ARGV)
+    assert record is not None
+    (data / "run" / "launcher.pid").write_bytes(record.to_bytes())
+    status = archive("status", data)
+    assert status.returncode == 0 and f"running (pid {decoy.pid})" in status.stdout
+    assert archive("down", data).returncode == 0
+    assert decoy.wait(10) == -signal.SIGTERM
+
+
+def test_leftover_pid_files_do_not_kill_strangers(
+    launcher: Callable[..., Launch], decoy: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    forged_pid_file(tmp_path / "data" / "run" / "ingest.pid", decoy)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        launch = launcher(ARCHIVE_GATEWAY_PORT=str(port), ARCHIVE_SERVICES="ingest")
+        assert launch.process.wait(30) == 1
+    # The leftover pid files were cleared before the start was refused, the stranger lives.
+    assert list(launch.run_dir.glob("*.pid")) == []
+    assert decoy.poll() is None

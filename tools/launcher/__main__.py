@@ -1,0 +1,5 @@
+import sys
+
+from tools.launcher.commands import main
+
+sys.exit(main())
