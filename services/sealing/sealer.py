@@ -44,7 +44,6 @@ from services.sealing.log import SEALLOG_CATEGORY, TenantLog, load_tenant_log, s
 log = logging.getLogger(__name__)
 
 CURSOR_STREAM = StreamName(SYSTEM_TENANT, SEALLOG_CATEGORY, "cursor")
-CURSOR_ADVANCED = events_pb2.SealerCursorAdvanced.DESCRIPTOR.full_name
 # One LogLeavesAppended carries at most this many leaves (32-byte hash + id + position each),
 # well under the event size limit.
 MAX_LEAVES_PER_ROUND = 4000

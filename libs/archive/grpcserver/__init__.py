@@ -1,6 +1,6 @@
 """gRPC server scaffolding shared by every service: build_server, the error table, auth."""
 
-from archive.grpcserver.auth import AuthInterceptor, acting_as, current_principal
+from archive.grpcserver.auth import AuthInterceptor, current_principal
 from archive.grpcserver.errors import (
     ERROR_TABLE,
     ErrorInterceptor,
@@ -21,7 +21,6 @@ __all__ = [
     "PermissionDenied",
     "Registration",
     "Unauthenticated",
-    "acting_as",
     "build_server",
     "current_correlation_id",
     "current_principal",

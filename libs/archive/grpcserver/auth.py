@@ -1,7 +1,8 @@
 """Authentication of every call, as a grpc.aio server interceptor.
 
 - Health checking and reflection are public (Kubernetes probes and grpcurl carry no token).
-- `/archive.v1.TenantAdmin/*` needs the operator token (ARCHIVE_OPERATOR_TOKEN).
+- `/archive.v1.TenantAdmin/*` and the whole-store audit need the operator token
+  (ARCHIVE_OPERATOR_TOKEN).
 - Everything else needs a valid, unrevoked tenant token; the handler then finds the caller
   with `current_principal()`.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import grpc
@@ -31,7 +32,10 @@ PUBLIC_METHOD_PREFIXES: Final = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
-OPERATOR_METHOD_PREFIXES: Final = ("/archive.v1.TenantAdmin/",)
+OPERATOR_METHOD_PREFIXES: Final = (
+    "/archive.v1.TenantAdmin/",
+    "/archive.v1.Sealing/RunStoreIntegrityAudit",  # every tenant's data: not for a tenant
+)
 AUTHORIZATION_HEADER: Final = "authorization"
 
 _HOW_TO_SEND = "send metadata 'authorization: Bearer <token>'"
@@ -49,16 +53,6 @@ def current_principal() -> Principal:
     if principal is None:
         raise Unauthenticated("this call is not authenticated")
     return principal
-
-
-@contextlib.contextmanager
-def acting_as(principal: Principal) -> Iterator[Principal]:
-    """Run code as `principal` (tests, and background work done on a caller's behalf)."""
-    token = _principal.set(principal)
-    try:
-        yield principal
-    finally:
-        _principal.reset(token)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -88,7 +82,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         try:
             token = _bearer_token(handler_call_details.invocation_metadata)
             if method.startswith(self._operator_prefixes):
-                principal = await self._authenticate_operator(token)
+                principal = await self._authenticate_operator(token, method)
             else:
                 principal = await self._authenticate_tenant(token)
         except Exception as exc:  # refusals, and StoreUnavailable during a catch-up
@@ -96,17 +90,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return _rejecting(handler, exc, method)
         return _as_principal(handler, principal)
 
-    async def _authenticate_operator(self, token: str) -> Principal:
+    async def _authenticate_operator(self, token: str, method: str) -> Principal:
         if self._operator_token is not None and self._operator_token.matches(token):
             return OPERATOR
         verification = await self._registry.verify(token)
         if verification.check is TokenCheck.OK:
             raise PermissionDenied(
-                "tenant tokens cannot administer tenants; this method needs the operator token"
+                f"tenant tokens cannot call {method}: it needs the operator token"
             )
         if self._operator_token is None:
             raise Unauthenticated(
-                "tenant administration is disabled on this server: its operator has not set "
+                f"{method} is disabled on this server: its operator has not set "
                 "ARCHIVE_OPERATOR_TOKEN"
             )
         raise Unauthenticated(f"this is not the operator token; {_HOW_TO_SEND} with it")

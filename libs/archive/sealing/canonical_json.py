@@ -34,9 +34,6 @@ JsonValue: TypeAlias = (
     | None
 )
 
-MAX_SAFE_INTEGER = 2**53 - 1
-
-
 class CanonicalizationError(ValueError):
     """The value has no RFC 8785 form (or one we refuse, see the module docstring)."""
 

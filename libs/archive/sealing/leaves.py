@@ -8,7 +8,6 @@ positions or of the sealer's clock), so two sealers derive the same leaves.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,9 +125,3 @@ def leaf_bytes(event: RecordedEvent) -> bytes:
 def leaf_hash_of(event: RecordedEvent) -> bytes:
     return leaf_hash(leaf_bytes(event))
 
-
-def document_of(leaf: Mapping[str, Any]) -> str | None:
-    """The document a DocumentIngested leaf is about."""
-    if leaf.get("type") == events_pb2.DocumentIngested.DESCRIPTOR.full_name:
-        return str(leaf["data"]["document_id"])
-    return None

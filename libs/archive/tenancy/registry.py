@@ -20,12 +20,11 @@ from typing import Final
 from archive.eventstore import SYSTEM_TENANT, EventStore, RecordedEvent, StreamFilter, Subscription
 from archive.tenancy.commands import TENANT_CATEGORY
 from archive.tenancy.tokens import digest_matches, token_id_of
-from archive.v1.events_pb2 import TenantCreated, TenantTokenIssued, TenantTokenRevoked
+from archive.v1.events_pb2 import TenantTokenIssued, TenantTokenRevoked
 
 log = logging.getLogger(__name__)
 
 TENANT_EVENTS: Final = StreamFilter(tenant=SYSTEM_TENANT, category=TENANT_CATEGORY)
-_CREATED: Final = TenantCreated.DESCRIPTOR.full_name
 _ISSUED: Final = TenantTokenIssued.DESCRIPTOR.full_name
 _REVOKED: Final = TenantTokenRevoked.DESCRIPTOR.full_name
 _STOP_TIMEOUT_SECONDS: Final = 5.0
@@ -71,7 +70,6 @@ class TenantRegistry:
     def __init__(self, store: EventStore, *, retry_delay: float = 1.0) -> None:
         self._store = store
         self._retry_delay = retry_delay
-        self._tenants: set[str] = set()
         # Keyed by the public token id; the secret is then checked against the stored hash
         # in constant time.
         self._tokens: dict[str, _TokenEntry] = {}
@@ -114,9 +112,6 @@ class TenantRegistry:
         if not done:
             log.warning("tenant registry follower did not stop within %ss", _STOP_TIMEOUT_SECONDS)
 
-    async def authenticate(self, token: str) -> Principal | None:
-        return (await self.verify(token)).principal
-
     async def verify(self, token: str) -> Verification:
         """Check a bearer token; says why it is refused. Raises StoreUnavailable if a needed
         catch-up cannot reach the store (better than wrongly answering "unknown")."""
@@ -132,9 +127,6 @@ class TenantRegistry:
         if entry.revoked:
             return Verification(TokenCheck.REVOKED)
         return Verification(TokenCheck.OK, Principal(tenant=entry.tenant, token_id=token_id))
-
-    def tenant_exists(self, tenant: str) -> bool:
-        return tenant in self._tenants
 
     async def catch_up(self) -> int:
         """Apply every tenant event stored now; returns the position reached."""
@@ -189,9 +181,7 @@ class TenantRegistry:
             return
         self._position = event.position
         tenant = event.stream.id
-        if event.type == _CREATED:
-            self._tenants.add(tenant)
-        elif event.type == _ISSUED:
+        if event.type == _ISSUED:
             issued = TenantTokenIssued.FromString(event.data)
             self._tokens[issued.token_id] = _TokenEntry(tenant, bytes(issued.token_sha256))
         elif event.type == _REVOKED:
