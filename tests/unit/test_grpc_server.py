@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from waiting import eventually
 
 from archive.blobstore.errors import BlobNotFound, BlobTooLarge
 from archive.config import Secret, Settings
@@ -544,9 +545,13 @@ async def test_graceful_stop_lets_an_in_flight_call_finish(harness: Harness) -> 
     await asyncio.wait_for(harness.probe.slow_entered.wait(), 5)
 
     stopping = asyncio.create_task(harness.server.stop(grace=5))
-    await asyncio.sleep(0.05)
-    health = await harness.server.health.Check(health_pb2.HealthCheckRequest(), None)
-    assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+    async def not_serving() -> bool:
+        health = await harness.server.health.Check(health_pb2.HealthCheckRequest(), None)
+        return health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+    await eventually(not_serving, what="health to turn NOT_SERVING")
+    # The call is held, so the stop cannot be over, however long that took.
     assert not stopping.done()
 
     harness.probe.slow_release.set()
