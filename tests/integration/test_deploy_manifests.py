@@ -3,6 +3,10 @@ JSON schemas, and keep the house rules: restricted security context, resources, 
 probes, Services that select their pods, gateway routes that name real Services, no real secret
 in the base, and a skaffold.yaml that points at files that exist.
 
+The archive services are the ones of services/catalog.py: a service there without its
+Deployment, Service and gateway backend here (or the other way round) fails
+`test_deploy_matches_the_service_catalog`.
+
 Offline and fast: `kubectl kustomize` renders (no cluster is contacted) and the
 `kubernetes-validate` package carries the schemas.
 """
@@ -10,6 +14,8 @@ Offline and fast: `kubectl kustomize` renders (no cluster is contacted) and the
 from __future__ import annotations
 
 import base64
+import importlib
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -22,7 +28,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import archive.v1
 from archive.config import MIN_OPERATOR_TOKEN_LENGTH
+from services import catalog
+from services.gateway.routes import BACKENDS_VARIABLE, parse_backends, route_table
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = "deploy/base"
@@ -34,7 +43,7 @@ ARTIFACT = "archive"
 GRPC_PORT = 50051
 UID = 10001
 PART_OF = ("app.kubernetes.io/part-of", "trusted-archive")
-ARCHIVE_SERVICES = {"gateway", "ingest", "search", "sealing"}
+ARCHIVE_SERVICES = {catalog.GATEWAY, *catalog.NAMES}
 SECRET_LIKE = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE", re.IGNORECASE)
 
 Doc = dict[str, Any]
@@ -271,23 +280,53 @@ def test_each_service_selects_exactly_its_workload(docs: tuple[Doc, ...]) -> Non
         assert (port["name"], port["port"], port.get("appProtocol")) == ("grpc", GRPC_PORT, "grpc")
 
 
-def test_gateway_routes_name_only_rendered_services(docs: tuple[Doc, ...]) -> None:
+def gateway_environment(docs: tuple[Doc, ...]) -> dict[str, str]:
+    (container,) = archive_deployments(docs)[catalog.GATEWAY]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    return {k: v for k, v in env_of(docs, container).items() if v is not None}
+
+
+def test_deploy_matches_the_service_catalog(docs: tuple[Doc, ...]) -> None:
+    """services/catalog.py is the one list: each of its services has a Deployment running
+    `archive serve <name>` and a Service of its name, the gateway has one backend per service
+    and no other, and the route table the gateway builds from its rendered environment (with
+    its own parser) sends every gRPC service of the catalog to the Service of its host."""
+    deployments = archive_deployments(docs)
     services = named(docs, "Service")
-    archive = archive_deployments(docs)
-    (container,) = archive["gateway"]["spec"]["template"]["spec"]["containers"]
-    routes = env_of(docs, container)["ARCHIVE_GATEWAY_ROUTES"]
-    assert routes, "the gateway has no routes"
-    grpc_services = []
-    for route in routes.split(","):
-        grpc_service, _, target = route.strip().partition("=")
-        assert re.fullmatch(r"archive\.v1\.[A-Z]\w*", grpc_service), route
-        host, _, port = target.partition(":")
-        assert host in services, f"route {route}: no Service {host}"
-        assert host in archive and host != "gateway", f"route {route}: not an archive service"
-        assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}, route
-        grpc_services.append(grpc_service)
-    assert len(grpc_services) == len(set(grpc_services)), "a gRPC service is routed twice"
-    assert {"archive.v1.Ingest", "archive.v1.Search"} <= set(grpc_services)
+    assert set(deployments) - {catalog.GATEWAY} == set(catalog.NAMES), (
+        "archive Deployments and services/catalog.py disagree"
+    )
+    for name in catalog.NAMES:
+        (container,) = pod_spec(deployments[name])["containers"]
+        assert container["args"] == ["serve", name], name
+        assert name in services, f"{name} has no Service"
+    environment = gateway_environment(docs)
+    backends = parse_backends(environment.get(BACKENDS_VARIABLE, ""))
+    assert set(backends) == set(catalog.NAMES), f"{BACKENDS_VARIABLE} and the catalog disagree"
+    for name, address in backends.items():
+        host, _, port = address.rpartition(":")
+        assert host == name, f"{BACKENDS_VARIABLE}: {name} is sent to {host}, not its Service"
+        assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}, address
+    expected = {
+        grpc_service: f"{entry.name}:{GRPC_PORT}"
+        for entry in catalog.SERVICES
+        for grpc_service in entry.grpc_services
+    }
+    assert route_table(environment) == expected
+
+
+def test_every_api_service_has_one_host_in_the_catalog() -> None:
+    """A gRPC service added to proto/ but to no service of the catalog would be served by
+    nobody behind the gateway."""
+    declared = set()
+    for module in pkgutil.iter_modules(archive.v1.__path__):
+        if module.name.endswith("_pb2"):
+            descriptor = importlib.import_module(f"archive.v1.{module.name}").DESCRIPTOR
+            declared |= {s.full_name for s in descriptor.services_by_name.values()}
+    hosted = [s for entry in catalog.SERVICES for s in entry.grpc_services]
+    assert len(hosted) == len(set(hosted)), "a gRPC service is in two catalog entries"
+    assert set(hosted) == declared
 
 
 # --- NATS ---------------------------------------------------------------------------------------
@@ -305,6 +344,8 @@ def test_nats_runs_jetstream_on_a_persistent_volume(docs: tuple[Doc, ...]) -> No
     conf = named(docs, "ConfigMap")[config_volume["configMap"]["name"]]["data"]["nats.conf"]
     assert f"--config {mounts['config']}/nats.conf" in " ".join(container["command"])
     assert re.search(r"^\s*jetstream\s*\{", conf, re.MULTILINE), "JetStream is not enabled"
+    # Durable by default: fsync before every acknowledgement (docs/decisions.md D4).
+    assert re.search(r"^\s*sync_interval:\s*always\s*$", conf, re.MULTILINE), "not durable"
     store_dir = re.search(r"^\s*store_dir:\s*(\S+)", conf, re.MULTILINE)
     assert store_dir is not None
     persistent = [name for name, path in mounts.items() if name in claims]
