@@ -21,6 +21,7 @@ import grpc.aio
 import pytest
 from conftest import unique_names
 from ingest_stack import damage_stored_copy
+from waiting import eventually
 
 from archive.blobstore import BlobStore, FilesystemBlobStore, PackBlobStore
 from archive.config import Secret, Settings
@@ -100,13 +101,6 @@ async def append_events(store: JetStreamEventStore, tenant: str, n: int) -> list
         await store.append(StreamName(tenant, "thing", f"t{i % 7}"), [event], ANY)
         ids.append(event.event_id)
     return ids
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 20) -> None:
-    """Poll until the condition holds; the deadline only bounds a broken run."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - polling state owned by another task
-            await asyncio.sleep(0.02)
 
 
 async def run_until(sealer: Sealer, condition: Callable[[], bool], timeout: float = 20) -> None:

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from waiting import eventually
 
 from archive.blobstore import BlobNotFound, FilesystemBlobStore
-from archive.blobstore.filesystem import SHA512_XATTR
+from archive.blobstore.filesystem import SHA512_XATTR, _FileBlobStream
 
 T = TypeVar("T")
 
@@ -259,11 +260,7 @@ async def test_cancel_during_a_blocking_write_cleans_up_after_the_thread(
     assert len(tmp_files(tmp_path)) == 1  # clean-up waits for the thread
 
     gated.gate.set()
-    for _ in range(500):
-        if not tmp_files(tmp_path):
-            break
-        await asyncio.sleep(0.01)
-    assert tmp_files(tmp_path) == []
+    await eventually(lambda: not tmp_files(tmp_path), what="the clean-up after the thread")
     assert [p for p in (tmp_path / TENANT).rglob("*") if p.is_file()] == []
     assert gated.errors == []  # the write finished on a still open descriptor
 
@@ -273,6 +270,7 @@ async def test_stream_closed_while_a_read_runs(tmp_path: Path, gated: GatedExecu
     data = os.urandom(100_000)
     info = await store.put(TENANT, chunked(data))
     stream = await store.open(TENANT, info.sha256, chunk_size=1000)
+    assert isinstance(stream, _FileBlobStream)
     gated.gate.clear()
     read = asyncio.create_task(anext(stream))
     await wait_for_thread(gated.waiting)
@@ -284,5 +282,6 @@ async def test_stream_closed_while_a_read_runs(tmp_path: Path, gated: GatedExecu
 
     gated.gate.set()
     await asyncio.to_thread(gated.shutdown, wait=True)
-    await asyncio.sleep(0.01)  # let the deferred close run
-    assert gated.errors == []  # the read itself succeeded
+    # The close was deferred until the read was over: it runs, and the read succeeded.
+    await eventually(lambda: stream._file is None, what="the deferred close")
+    assert gated.errors == []

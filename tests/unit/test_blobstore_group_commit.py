@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from waiting import eventually
 
 from archive.blobstore import BlobInfo, BlobNotFound, FilesystemBlobStore
 from archive.blobstore import filesystem as fs
@@ -53,14 +54,6 @@ def tmp_files(root: Path) -> list[Path]:
 async def read_all(store: FilesystemBlobStore, sha256: str) -> bytes:
     async with await store.open(TENANT, sha256) as stream:
         return b"".join([chunk async for chunk in stream])
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    assert condition()
 
 
 class SyncfsGate:
@@ -133,7 +126,7 @@ async def test_puts_ready_during_a_commit_share_the_next_one(
     await gate.wait_entered()  # the first group's commit is running
     blobs = [os.urandom(1000 + i) for i in range(50)]
     puts = [asyncio.create_task(store.put(TENANT, chunked(b))) for b in blobs]
-    await wait_until(lambda: store.puts_awaiting_commit == 50)
+    await eventually(lambda: store.puts_awaiting_commit == 50)
     assert store.commit_groups == 0
     gate.release.set()
     infos = await asyncio.gather(*puts)
@@ -152,7 +145,7 @@ async def test_identical_puts_in_one_group_give_one_blob(tmp_path: Path, gate: S
     await gate.wait_entered()
     data = os.urandom(30_000)
     twins = [asyncio.create_task(store.put(TENANT, chunked(data, 1000))) for _ in range(2)]
-    await wait_until(lambda: store.puts_awaiting_commit == 2)
+    await eventually(lambda: store.puts_awaiting_commit == 2)
     gate.release.set()
     infos = await asyncio.gather(*twins)
     await blocker
@@ -257,7 +250,7 @@ async def test_put_cancelled_while_waiting_for_its_commit(tmp_path: Path, gate: 
     a = asyncio.create_task(store.put(TENANT, chunked(blobs["a"])))
     await gate.wait_entered()  # a's commit is running
     b, c, d = (asyncio.create_task(store.put(TENANT, chunked(blobs[n]))) for n in "bcd")
-    await wait_until(lambda: store.puts_awaiting_commit == 3)
+    await eventually(lambda: store.puts_awaiting_commit == 3)
     a.cancel()  # its group is in flight
     b.cancel()  # its group has not started yet
     for task in (a, b):
@@ -306,7 +299,7 @@ async def test_put_cancelled_before_joining_a_group_leaves_nothing(
     with pytest.raises(asyncio.CancelledError):
         await put
     release.set()
-    await wait_until(lambda: tmp_files(tmp_path) == [])  # removed once the thread returns
+    await eventually(lambda: tmp_files(tmp_path) == [])  # removed once the thread returns
     assert stored_files(tmp_path) == []
     assert (store.commit_groups, store.puts_awaiting_commit) == (0, 0)
 

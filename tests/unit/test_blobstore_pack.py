@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from waiting import eventually
 
 from archive.blobstore import BlobInfo, BlobNotFound, PackBlobStore, pack
 
@@ -87,14 +88,6 @@ def committed_records(path: Path) -> list[str]:
     return [r.sha256 for r in scan.committed]
 
 
-async def wait_until(condition: Callable[[], bool]) -> None:
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    assert condition()
-
-
 @pytest.fixture
 def stores() -> Iterator[list[PackBlobStore]]:
     """Stores a test opens, closed at its end (their flocks released)."""
@@ -159,7 +152,7 @@ async def test_concurrent_puts_commit_in_fewer_groups(
     try:
         await gate.wait_entered()  # the first group's fdatasync is running
         # Every other put becomes ready meanwhile and waits for the next commit.
-        await wait_until(lambda: group_sizes[0] + store.puts_awaiting_commit == 200)
+        await eventually(lambda: group_sizes[0] + store.puts_awaiting_commit == 200)
     finally:
         gate.release.set()
     infos = await asyncio.gather(*puts)
@@ -191,7 +184,7 @@ async def test_identical_content_is_stored_once(
             asyncio.create_task(store.put(TENANT, chunked(content, 999)))
             for content in (data, data, other, other)
         ]
-        await wait_until(lambda: store.puts_awaiting_commit == 4)
+        await eventually(lambda: store.puts_awaiting_commit == 4)
     finally:
         gate.release.set()
     infos = await asyncio.gather(*puts)
@@ -454,7 +447,7 @@ async def test_failing_fdatasync_fails_every_put_of_the_group(
     try:
         await gate.wait_entered()
         puts = [asyncio.create_task(store.put(TENANT, chunked(b))) for b in blobs]
-        await wait_until(lambda: store.puts_awaiting_commit == 5)
+        await eventually(lambda: store.puts_awaiting_commit == 5)
     finally:
         gate.release.set()
     outcomes = await asyncio.gather(*puts, return_exceptions=True)
@@ -572,14 +565,14 @@ async def test_put_cancelled_while_waiting_for_its_commit_is_still_committed(
     try:
         await gate.wait_entered()
         waiting = asyncio.create_task(store.put(TENANT, chunked(data)))
-        await wait_until(lambda: store.puts_awaiting_commit == 1)
+        await eventually(lambda: store.puts_awaiting_commit == 1)
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
     finally:
         gate.release.set()
     assert await first == expected_info(b"first")
-    await wait_until(lambda: store.commit_groups == 2)  # the group went on without it
+    await eventually(lambda: store.commit_groups == 2)  # the group went on without it
     assert await store.stat(TENANT, sha(data)) == expected_info(data)
     assert await read_all(store, sha(data)) == data
 

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from waiting import eventually
 
 from archive.grpcserver import InvalidArgument
 from archive.v1 import ingest_pb2
@@ -33,17 +34,25 @@ async def read_all(messages: AsyncIterator[ingest_pb2.UploadRequest]) -> int:
 
 
 async def test_answers_come_in_document_order_even_when_deposits_finish_out_of_order() -> None:
-    delays = {"a": 0.05, "b": 0.0, "c": 0.02}
+    # Each deposit waits for another to finish first: they end b, c, a whatever the speed.
+    after = {"a": "c", "b": None, "c": "b"}
+    finished: list[str] = []
+    done = {name: asyncio.Event() for name in after}
 
     async def deposit(
         header: ingest_pb2.UploadHeader, rest: AsyncIterator[ingest_pb2.UploadRequest]
     ) -> ingest_pb2.DepositReceipt:
         size = await read_all(rest)
-        await asyncio.sleep(delays[header.file_name])
-        return ingest_pb2.DepositReceipt(file_name=header.file_name, size_bytes=size)
+        name = header.file_name
+        if (first := after[name]) is not None:
+            await asyncio.wait_for(done[first].wait(), 10)  # a timeout: not run concurrently
+        finished.append(name)
+        done[name].set()
+        return ingest_pb2.DepositReceipt(file_name=name, size_bytes=size)
 
     requests = stream_of(*document("a", b"12"), *document("b", b"345", b"6"), *document("c"))
     results = [r async for r in deposit_many(requests, deposit)]
+    assert finished == ["b", "c", "a"]
     assert [(r.index, r.receipt.file_name, r.receipt.size_bytes) for r in results] == [
         (0, "a", 2),
         (1, "b", 4),
@@ -102,14 +111,14 @@ async def test_a_failed_document_gets_an_error_and_its_remaining_content_is_drop
 
 
 async def test_a_caller_that_goes_away_cancels_the_deposits_in_flight() -> None:
-    started = asyncio.Event()
+    waiting: list[str] = []
     cancelled: list[str] = []
 
     async def deposit(
         header: ingest_pb2.UploadHeader, rest: AsyncIterator[ingest_pb2.UploadRequest]
     ) -> ingest_pb2.DepositReceipt:
         await read_all(rest)
-        started.set()
+        waiting.append(header.file_name)
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
@@ -119,8 +128,7 @@ async def test_a_caller_that_goes_away_cancels_the_deposits_in_flight() -> None:
 
     results = deposit_many(stream_of(*document("a", b"1"), *document("b", b"2")), deposit)
     consumer = asyncio.create_task(_collect(results))
-    await started.wait()
-    await asyncio.sleep(0.01)
+    await eventually(lambda: len(waiting) == 2, what="both deposits to be in flight")
     consumer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await consumer
