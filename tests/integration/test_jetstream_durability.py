@@ -4,7 +4,10 @@ the server, history cannot be deleted or purged, and an absent server is a typed
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 import uuid
+from pathlib import Path
 
 import nats
 import nats.js.errors
@@ -13,7 +16,7 @@ from conftest import unique_names
 
 from archive.eventstore import ANY, NO_STREAM, NewEvent, StoreUnavailable, StreamName
 from archive.eventstore.jetstream import JetStreamEventStore
-from archive.natsserver import NatsServer
+from archive.natsserver import SYNC_NATS_DEFAULT, NatsServer, free_port, sync_from_env
 
 
 async def test_acknowledged_appends_survive_sigkill_of_the_server(
@@ -97,3 +100,33 @@ async def test_retry_inside_duplicate_window_is_recognised(
     assert await jetstream_store.append(s, [event], NO_STREAM) == first
     assert await jetstream_store.append(s, [event], ANY) == first
     assert [e.data async for e in jetstream_store.read_stream(s)] == [b"once"]
+
+
+def jetstream_config(server: NatsServer) -> dict[str, object]:
+    """What the running server says of its JetStream configuration (/varz)."""
+    url = f"http://{server.host}:{server.monitor_port}/varz"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        config: dict[str, object] = json.load(response)["jetstream"]["config"]
+    return config
+
+
+def test_the_embedded_server_fsyncs_before_every_acknowledgement_by_default(
+    tmp_path: Path,
+) -> None:
+    with NatsServer(store_dir=tmp_path / "always", monitor_port=free_port()) as server:
+        assert jetstream_config(server)["sync_always"] is True
+    interval = NatsServer(store_dir=tmp_path / "2m", sync="2m", monitor_port=free_port())
+    with interval as server:
+        config = jetstream_config(server)
+    assert not config.get("sync_always")
+    assert config["sync_interval"] == 120 * 10**9  # nanoseconds
+
+
+def test_archive_nats_sync_is_always_or_an_interval() -> None:
+    assert sync_from_env({}) == "always"
+    assert sync_from_env({"ARCHIVE_NATS_SYNC": " Always "}) == "always"
+    assert sync_from_env({"ARCHIVE_NATS_SYNC": SYNC_NATS_DEFAULT}) == "2m"
+    assert sync_from_env({"ARCHIVE_NATS_SYNC": "500ms"}) == "500ms"
+    for wrong in ("default", "sometimes", "2", "0s", "2 m"):
+        with pytest.raises(ValueError, match="ARCHIVE_NATS_SYNC"):
+            sync_from_env({"ARCHIVE_NATS_SYNC": wrong})

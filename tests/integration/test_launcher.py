@@ -153,6 +153,14 @@ def test_unknown_service_in_services_list_is_a_usage_error(
     assert f"known: {', '.join(catalog.NAMES)}" in launch.text()
 
 
+def test_a_nats_sync_that_is_neither_always_nor_an_interval_is_a_usage_error(
+    launcher: Callable[..., Launch],
+) -> None:
+    launch = launcher(ARCHIVE_NATS_SYNC="sometimes")
+    assert launch.process.wait(30) == 2
+    assert "ARCHIVE_NATS_SYNC: 'sometimes' is neither 'always'" in launch.text()
+
+
 def test_serve_unknown_service_exits_2_with_the_list() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tools.launcher", "serve", "nope"],
