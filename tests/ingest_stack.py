@@ -46,6 +46,7 @@ class Stack:
     admin: tenancy_pb2_grpc.TenantAdminStub
     tokens: dict[str, str]
     endpoint: str  # the ingest server, host:port
+    ingest_blobs: BlobStore  # the ingest server's own blob store, for tests to look behind it
 
     def auth(self, tenant: str = "acme") -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.tokens[tenant]}"),)
@@ -110,9 +111,10 @@ async def stack(
     ingest_store = await JetStreamEventStore.connect(nats_server.url, **names)
     search_store = await JetStreamEventStore.connect(nats_server.url, **names)
     blob_root = tmp_path / "blobs"
+    ingest_blobs = writer(blob_root)
     runner = ProjectionRunner(search_store, DocumentRegistryProjection(), registry_path(settings))
     servers: list[ArchiveServer] = [
-        build_ingest(settings, ingest_store, writer(blob_root), TenantRegistry(ingest_store)),
+        build_ingest(settings, ingest_store, ingest_blobs, TenantRegistry(ingest_store)),
         build_search(
             settings,
             search_store,
@@ -143,6 +145,7 @@ async def stack(
             admin,
             tokens,
             f"127.0.0.1:{servers[0].port}",
+            ingest_blobs,
         )
     finally:
         following.cancel()

@@ -6,19 +6,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
 
 import grpc
 import grpc.aio
 import pytest
 from ingest_stack import Stack, damage_stored_copy, requests, stored_blobs
 
+from archive.blobstore import BlobInfo
 from archive.v1 import (
     common_pb2,
     events_pb2,
     ingest_pb2,
     search_pb2,
 )
+
+pytestmark = pytest.mark.integration
 
 
 async def test_deposit_then_get_list_and_download(stack: Stack) -> None:
@@ -275,23 +279,44 @@ async def test_damaged_content_ends_the_download_with_data_loss(stack: Stack) ->
     assert caught.value.code() == grpc.StatusCode.DATA_LOSS
 
 
-async def test_client_cancelling_mid_upload_stores_nothing(stack: Stack) -> None:
-    sent = asyncio.Event()
+async def test_client_cancelling_mid_upload_stores_nothing(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Watch the ingest server's blob writes: when the first chunk reached it, how the put ended.
+    receiving = asyncio.Event()
+    put_ended: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+    put = stack.ingest_blobs.put
+
+    async def watched_put(tenant: str, chunks: AsyncIterable[bytes], **options: Any) -> BlobInfo:
+        async def passed_on() -> AsyncIterator[bytes]:
+            async for chunk in chunks:
+                receiving.set()
+                yield chunk
+
+        try:
+            info = await put(tenant, passed_on(), **options)
+        except BaseException as error:
+            put_ended.set_result(error)
+            raise
+        put_ended.set_result(None)
+        return info
+
+    monkeypatch.setattr(stack.ingest_blobs, "put", watched_put)
 
     async def stalled() -> AsyncIterator[ingest_pb2.UploadRequest]:
         yield ingest_pb2.UploadRequest(header=ingest_pb2.UploadHeader(file_name="half.bin"))
         yield ingest_pb2.UploadRequest(chunk=b"x" * 50_000)
-        sent.set()
         await asyncio.sleep(30)  # the client "dies" before the rest
 
     before = await stack.store.last_position()
     call = stack.ingest.Upload(stalled(), metadata=stack.auth())
-    await sent.wait()
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(receiving.wait(), 10)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    await asyncio.sleep(0.5)  # give the server time to (not) commit
+    # The server has seen the cancellation once its put is over: abandoned (cancelled, or the
+    # stream ended before its UploadEnd), not committed, so no DocumentIngested can follow.
+    assert await asyncio.wait_for(put_ended, 10) is not None
     assert await stack.store.last_position() == before
     assert stored_blobs(stack.blob_root) == []
 
