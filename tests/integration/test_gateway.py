@@ -42,6 +42,8 @@ from services.gateway.proxy import descriptor_kinds, forwarded_metadata
 from services.gateway.routes import RouteError, parse_routes, route_table
 from services.ingest.tenancy_servicer import tenancy_registrations
 
+pytestmark = pytest.mark.integration
+
 OPERATOR_TOKEN = "operator-secret-for-gateway-tests-0123"
 RELAY = "test.Relay"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -54,6 +56,7 @@ class Relay:
 
     metadata: list[tuple[str, Any]] = field(default_factory=list)
     remaining: float | None = None
+    deadline: float | None = None  # time.monotonic() of the deadline the last Echo saw
     first_chunk: asyncio.Event = field(default_factory=asyncio.Event)
     hang_cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     hang_entered: asyncio.Event = field(default_factory=asyncio.Event)
@@ -61,6 +64,7 @@ class Relay:
     async def echo(self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         self.metadata = list(context.invocation_metadata() or ())
         self.remaining = context.time_remaining()
+        self.deadline = None if self.remaining is None else time.monotonic() + self.remaining
         await context.send_initial_metadata((("x-initial", "hello"),))
         context.set_trailing_metadata((("x-trailing", "bye"), ("x-trailing-bin", b"\x00\xff")))
         return request
@@ -411,9 +415,16 @@ async def test_bidirectional_streaming_interleaves(stack: Stack) -> None:
 
 
 async def test_deadline_reaches_the_backend(stack: Stack) -> None:
+    # Without a deadline the backend sees none: the gateway invents none of its own.
+    await stack.method("Echo")(b"x")
+    assert stack.relay.remaining is None or stack.relay.remaining > 365 * 24 * 3600
+    # With one, the backend's is no later than the client's. gRPC sends the time left, so
+    # each hop may push it later by its transit time: the call's end bounds that, whatever the
+    # machine's speed. 0.1 s covers grpc-timeout's rounding up on the wire.
     await stack.method("Echo")(b"x", timeout=5)
-    assert stack.relay.remaining is not None
-    assert 3 < stack.relay.remaining <= 5.1  # grpc-timeout is rounded up on the wire
+    client_deadline_at_the_latest = time.monotonic() + 5
+    assert stack.relay.deadline is not None
+    assert stack.relay.deadline <= client_deadline_at_the_latest + 0.1
 
 
 async def test_deadline_expiry_cancels_the_backend_call(stack: Stack) -> None:
