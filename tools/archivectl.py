@@ -1147,7 +1147,7 @@ def audit_lines(report: IntegrityAuditReport) -> list[str]:
             ),
             ("events", f"{report.events_checked} checked"),
             ("log", f"{report.tree_size} leaves, root {report.root_hash}"),
-            ("result", "no failure" if report.ok else f"{len(report.failures)} failure(s)"),
+            ("result", "no failure" if report.ok else f"{report.failure_count} failure(s)"),
         ]
     )
     for failure in report.failures:
@@ -1155,6 +1155,8 @@ def audit_lines(report: IntegrityAuditReport) -> list[str]:
         if failure.document_id or failure.leaf_index:
             where += f" (leaf {failure.leaf_index})"
         lines.append(f"FAILED  {failure.kind}{where}: {failure.description}")
+    if report.failures_not_listed:
+        lines.append(f"... and {report.failures_not_listed} more failure(s), not listed")
     return lines
 
 
@@ -1168,7 +1170,7 @@ async def _audit(args: argparse.Namespace, config: ClientConfig) -> int:
             _print(line)
     if report.ok:
         return EXIT_OK
-    _error(f"the integrity audit found {len(report.failures)} failure(s)")
+    _error(f"the integrity audit found {report.failure_count} failure(s)")
     return EXIT_FAILED
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from archive.audit_errors import AuditAlreadyRunning
 from archive.blobstore import BlobStore
 from archive.blobstore.factory import open_blob_store
 from archive.config import ConfigError, Settings
@@ -31,7 +32,7 @@ from archive.sealing.timestamping import (
 from archive.telemetry import configure_from_settings
 from archive.tenancy.registry import TenantRegistry
 from archive.v1 import events_pb2, sealing_pb2, sealing_pb2_grpc
-from services.sealing.audit import CheckpointVerifier, run_audit
+from services.sealing.audit import CheckpointVerifier, IntegrityAuditor, audited_logs
 from services.sealing.evidence import TrustMaterial
 from services.sealing.sealer import Sealer, TimestampFunction, TimestampUnavailable
 from services.sealing.servicer import SealingServicer
@@ -123,13 +124,17 @@ def build(
     registry: TenantRegistry,
     sealer: Sealer,
     keys: Keys,
+    *,
+    auditor: IntegrityAuditor | None = None,
 ) -> ArchiveServer:
     trust = TrustMaterial(
         seal_chain_pem=_pem([keys.seal.certificate, *keys.seal.chain]),
         tsa_chain_pem=_pem(keys.tsa_chain),
         root_pem=_pem([keys.root]),
     )
-    servicer = SealingServicer(store, blobs, sealer, trust, checkpoint_verifier(keys.root))
+    servicer = SealingServicer(
+        store, blobs, sealer, trust, checkpoint_verifier(keys.root), auditor=auditor
+    )
     registration = Registration.of(
         sealing_pb2.DESCRIPTOR.services_by_name["Sealing"],
         sealing_pb2_grpc.add_SealingServicer_to_server,
@@ -138,18 +143,14 @@ def build(
     return build_server(settings, [registration], event_store=store, registry=registry)
 
 
-async def scheduled_audits(
-    store: EventStore,
-    blobs: BlobStore,
-    sealer: Sealer,
-    verify: CheckpointVerifier,
-    interval: float,
-) -> None:
+async def scheduled_audits(auditor: IntegrityAuditor, sealer: Sealer, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
-        for tenant_log in list(sealer.logs.values()):
-            if tenant_log.latest_checkpoint is not None:
-                await run_audit(store, blobs, tenant_log, verify, trigger="scheduled")
+        for tenant_log in audited_logs(sealer.logs):
+            try:
+                await auditor.audit(tenant_log, trigger="scheduled")
+            except AuditAlreadyRunning:
+                log.info("audit of %s already running; skipped this round", tenant_log.tenant)
 
 
 def _stop_on_failure(task: asyncio.Task[None]) -> None:
@@ -182,17 +183,17 @@ async def run(settings: Settings) -> None:
         max_leaves=settings.checkpoint_max_leaves,
         max_delay=settings.checkpoint_interval_ms / 1000,
     )
-    verify = checkpoint_verifier(keys.root)
+    auditor = IntegrityAuditor(store, blobs, checkpoint_verifier(keys.root))
     sealing = asyncio.create_task(sealer.run(), name="sealer")
     audits = asyncio.create_task(
-        scheduled_audits(store, blobs, sealer, verify, settings.audit_interval_seconds),
+        scheduled_audits(auditor, sealer, settings.audit_interval_seconds),
         name="scheduled-audits",
     )
     for task in (sealing, audits):
         task.add_done_callback(_stop_on_failure)
     try:
         await serve(
-            build(settings, store, blobs, TenantRegistry(store), sealer, keys),
+            build(settings, store, blobs, TenantRegistry(store), sealer, keys, auditor=auditor),
             background=[sealing, audits],
         )
     finally:

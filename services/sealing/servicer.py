@@ -1,9 +1,9 @@
 """archive.v1.Sealing: evidence bundles, checkpoints, consistency proofs, on-demand audits,
-for the caller's tenant only."""
+for the caller's tenant only; and, for the operator, an audit of every tenant."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,11 +15,11 @@ from archive.document_errors import ContentDamaged, DocumentNotFound
 from archive.documents import document_stream, parse_document_id
 from archive.eventstore import ANY, EventStore, NewEvent, first_event
 from archive.grpcserver import InvalidArgument, current_correlation_id, current_principal
-from archive.grpcserver.errors import NotReadyYet
+from archive.grpcserver.errors import NotReadyYet, PermissionDenied
 from archive.sealing.leaves import leaf_bytes
 from archive.sealing.merkle import leaf_hash
 from archive.v1 import events_pb2, sealing_pb2, sealing_pb2_grpc
-from services.sealing.audit import CheckpointVerifier, run_audit
+from services.sealing.audit import CheckpointVerifier, IntegrityAuditor, audited_logs
 from services.sealing.evidence import TrustMaterial, build_bundle
 from services.sealing.sealer import Sealer
 
@@ -36,13 +36,14 @@ class SealingServicer(sealing_pb2_grpc.SealingServicer):
         verify_checkpoint: CheckpointVerifier,
         *,
         evidence_wait: Callable[[], float] = lambda: 3.0,
+        auditor: IntegrityAuditor | None = None,
     ) -> None:
         self._store = store
-        self._blobs = blobs
         self._sealer = sealer
         self._trust = trust
-        self._verify_checkpoint = verify_checkpoint
         self._evidence_wait = evidence_wait
+        # Shared with the scheduled audits when given, so that they too take turns.
+        self._auditor = auditor or IntegrityAuditor(store, blobs, verify_checkpoint)
 
     async def GetEvidence(
         self, request: sealing_pb2.GetEvidenceRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -111,9 +112,23 @@ class SealingServicer(sealing_pb2_grpc.SealingServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> events_pb2.IntegrityAuditCompleted:
         tenant_log = self._sealer.log_of(current_principal().tenant)
-        return await run_audit(
-            self._store, self._blobs, tenant_log, self._verify_checkpoint, trigger="on-demand"
-        )
+        return await self._auditor.audit(tenant_log, trigger="on-demand")
+
+    async def RunStoreIntegrityAudit(
+        self,
+        request: sealing_pb2.RunStoreIntegrityAuditRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[events_pb2.IntegrityAuditCompleted]:
+        # The auth interceptor already admits only the operator here; this keeps it so if
+        # its method list ever drifts.
+        if not current_principal().is_operator:
+            raise PermissionDenied(
+                "an audit of every tenant reads every tenant's data: it needs the operator token"
+            )
+        async for report in self._auditor.audit_each(
+            audited_logs(self._sealer.logs), trigger="operator"
+        ):
+            yield report
 
     def _checkpoint(
         self, size: int, field: str, *, latest_if_zero: bool = True

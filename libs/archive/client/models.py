@@ -306,11 +306,16 @@ class IntegrityAuditReport:
     events_checked: int
     tree_size: int
     root_hash: str
-    failures: tuple[IntegrityFailure, ...] = ()
+    failures: tuple[IntegrityFailure, ...] = ()  # the first ones (the server lists 100)
+    failures_not_listed: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.failures_not_listed
+
+    @property
+    def failure_count(self) -> int:
+        return len(self.failures) + self.failures_not_listed
 
     @classmethod
     def from_proto(cls, message: events_pb2.IntegrityAuditCompleted) -> IntegrityAuditReport:
@@ -336,6 +341,7 @@ class IntegrityAuditReport:
                 )
                 for f in message.failures
             ),
+            failures_not_listed=message.failures_not_listed,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -352,6 +358,7 @@ class IntegrityAuditReport:
             "tree_size": self.tree_size,
             "root_hash": self.root_hash,
             "failures": [failure.to_dict() for failure in self.failures],
+            "failures_not_listed": self.failures_not_listed,
         }
 
 

@@ -25,6 +25,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from archive.audit_errors import AuditAlreadyRunning
 from archive.blobstore.errors import BlobDigestMismatch, BlobNotFound, BlobTooLarge, InvalidBlobKey
 from archive.document_errors import ContentDamaged, DocumentNotFound, IdempotencyKeyReused
 from archive.eventstore import (
@@ -122,7 +123,7 @@ ERROR_TABLE: Final[tuple[ErrorRule, ...]] = (
         PermissionDenied,
         grpc.StatusCode.PERMISSION_DENIED,
         "PERMISSION_DENIED",
-        "use a token allowed to call this method (the operator token for TenantAdmin)",
+        "use a token allowed to call this method (the operator token for operator methods)",
         log_level=logging.INFO,
     ),
     ErrorRule(
@@ -222,6 +223,12 @@ ERROR_TABLE: Final[tuple[ErrorRule, ...]] = (
         grpc.StatusCode.ABORTED,
         "WRONG_EXPECTED_VERSION",
         "someone changed the same thing first: re-read, re-decide, retry",
+    ),
+    ErrorRule(
+        AuditAlreadyRunning,
+        grpc.StatusCode.ABORTED,
+        "AUDIT_ALREADY_RUNNING",
+        "wait for the running audit of the tenant to end, then ask again",
     ),
     ErrorRule(
         EventTooLarge,

@@ -239,7 +239,7 @@ class IntegrityFailure(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., document_id: _Optional[str] = ..., leaf_index: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
 
 class IntegrityAuditCompleted(_message.Message):
-    __slots__ = ("tenant", "audit_id", "started_at", "completed_at", "trigger", "documents_checked", "bytes_rehashed", "events_checked", "tree_size", "root_hash", "failures")
+    __slots__ = ("tenant", "audit_id", "started_at", "completed_at", "trigger", "documents_checked", "bytes_rehashed", "events_checked", "tree_size", "root_hash", "failures", "failures_not_listed", "checks")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     AUDIT_ID_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -251,6 +251,8 @@ class IntegrityAuditCompleted(_message.Message):
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
     ROOT_HASH_FIELD_NUMBER: _ClassVar[int]
     FAILURES_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_NOT_LISTED_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
     tenant: _common_pb2.TenantId
     audit_id: str
     started_at: _timestamp_pb2.Timestamp
@@ -262,4 +264,16 @@ class IntegrityAuditCompleted(_message.Message):
     tree_size: int
     root_hash: bytes
     failures: _containers.RepeatedCompositeFieldContainer[IntegrityFailure]
-    def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., audit_id: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trigger: _Optional[str] = ..., documents_checked: _Optional[int] = ..., bytes_rehashed: _Optional[int] = ..., events_checked: _Optional[int] = ..., tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., failures: _Optional[_Iterable[_Union[IntegrityFailure, _Mapping]]] = ...) -> None: ...
+    failures_not_listed: int
+    checks: _containers.RepeatedCompositeFieldContainer[IntegrityCheckCount]
+    def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., audit_id: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trigger: _Optional[str] = ..., documents_checked: _Optional[int] = ..., bytes_rehashed: _Optional[int] = ..., events_checked: _Optional[int] = ..., tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., failures: _Optional[_Iterable[_Union[IntegrityFailure, _Mapping]]] = ..., failures_not_listed: _Optional[int] = ..., checks: _Optional[_Iterable[_Union[IntegrityCheckCount, _Mapping]]] = ...) -> None: ...
+
+class IntegrityCheckCount(_message.Message):
+    __slots__ = ("kind", "checked", "failed")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    checked: int
+    failed: int
+    def __init__(self, kind: _Optional[str] = ..., checked: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...

@@ -71,3 +71,7 @@ class ConsistencyProof(_message.Message):
 class RunIntegrityAuditRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class RunStoreIntegrityAuditRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -55,6 +55,11 @@ class SealingStub:
                 request_serializer=archive_dot_v1_dot_sealing__pb2.RunIntegrityAuditRequest.SerializeToString,
                 response_deserializer=archive_dot_v1_dot_events__pb2.IntegrityAuditCompleted.FromString,
                 _registered_method=True)
+        self.RunStoreIntegrityAudit = channel.unary_stream(
+                '/archive.v1.Sealing/RunStoreIntegrityAudit',
+                request_serializer=archive_dot_v1_dot_sealing__pb2.RunStoreIntegrityAuditRequest.SerializeToString,
+                response_deserializer=archive_dot_v1_dot_events__pb2.IntegrityAuditCompleted.FromString,
+                _registered_method=True)
 
 
 class SealingServicer:
@@ -84,7 +89,18 @@ class SealingServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RunIntegrityAudit(self, request, context):
-        """Re-hash the tenant's content and check its journal against its log now.
+        """Re-hash the caller's tenant's content and check its journal against its log now: reads
+        only that tenant's streams and content. ABORTED (reason AUDIT_ALREADY_RUNNING) while
+        another audit of the tenant runs: retry when it ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunStoreIntegrityAudit(self, request, context):
+        """Operator token only (PERMISSION_DENIED for a tenant token): audit every tenant that has a
+        checkpoint, one after the other, each as RunIntegrityAudit does. One report per tenant,
+        sent as its audit ends; each is also recorded as that tenant's audit event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +127,11 @@ def add_SealingServicer_to_server(servicer, server):
             'RunIntegrityAudit': grpc.unary_unary_rpc_method_handler(
                     servicer.RunIntegrityAudit,
                     request_deserializer=archive_dot_v1_dot_sealing__pb2.RunIntegrityAuditRequest.FromString,
+                    response_serializer=archive_dot_v1_dot_events__pb2.IntegrityAuditCompleted.SerializeToString,
+            ),
+            'RunStoreIntegrityAudit': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunStoreIntegrityAudit,
+                    request_deserializer=archive_dot_v1_dot_sealing__pb2.RunStoreIntegrityAuditRequest.FromString,
                     response_serializer=archive_dot_v1_dot_events__pb2.IntegrityAuditCompleted.SerializeToString,
             ),
     }
@@ -221,6 +242,33 @@ class Sealing:
             target,
             '/archive.v1.Sealing/RunIntegrityAudit',
             archive_dot_v1_dot_sealing__pb2.RunIntegrityAuditRequest.SerializeToString,
+            archive_dot_v1_dot_events__pb2.IntegrityAuditCompleted.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunStoreIntegrityAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/archive.v1.Sealing/RunStoreIntegrityAudit',
+            archive_dot_v1_dot_sealing__pb2.RunStoreIntegrityAuditRequest.SerializeToString,
             archive_dot_v1_dot_events__pb2.IntegrityAuditCompleted.FromString,
             options,
             channel_credentials,
