@@ -1,7 +1,9 @@
-"""Shared fixtures: real nats-server processes on free ports with temporary directories."""
+"""Shared fixtures: real nats-server processes on free ports with temporary directories, and
+the rule that only tests marked `integration` start processes."""
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,12 +19,46 @@ from archive.natsserver import NatsServer
 pytest_plugins = ["ingest_stack", "fake_archive_fixtures"]
 
 
+@pytest.fixture(autouse=True)
+def _processes_need_the_integration_marker(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pytest -m "not integration"` is the fast unit run, so a test without the marker may
+    not start a process (nats-server, the launcher, openssl, ...): it fails, saying so.
+    Every process goes through Popen._execute_child (subprocess.run and asyncio too)."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+
+    def refuse(self: subprocess.Popen[bytes], args: object, *rest: object) -> None:
+        pytest.fail(
+            f"{request.node.nodeid} starts a process ({args!r}): mark this test integration",
+            pytrace=False,
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+
+
 @pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+def _session_nats_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[], NatsServer]]:
+    """Starts the session's server on first use, from a test (so the guard above applies)."""
+    started: list[NatsServer] = []
+
+    def get() -> NatsServer:
+        if not started:
+            started.append(NatsServer(store_dir=tmp_path_factory.mktemp("nats")).start())
+        return started[0]
+
+    yield get
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def nats_server(_session_nats_server: Callable[[], NatsServer]) -> NatsServer:
     """One real server for the session; tests isolate themselves with unique stream names."""
-    server = NatsServer(store_dir=tmp_path_factory.mktemp("nats")).start()
-    yield server
-    server.stop()
+    return _session_nats_server()
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from archive.v1 import common_pb2, events_pb2
 StoreFactory = Callable[[], Awaitable[EventStore]]
 
 
-@pytest.fixture(params=["memory", "jetstream"])
+@pytest.fixture(params=["memory", pytest.param("jetstream", marks=pytest.mark.integration)])
 async def store_factory(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[StoreFactory]:

@@ -33,6 +33,8 @@ from archive.config import MIN_OPERATOR_TOKEN_LENGTH
 from services import catalog
 from services.gateway.routes import BACKENDS_VARIABLE, parse_backends, route_table
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 BASE = "deploy/base"
 DEV = "deploy/overlays/dev"

@@ -25,6 +25,8 @@ from archive.client import (
 )
 from archive.v1 import common_pb2, ingest_pb2, search_pb2
 
+pytestmark = pytest.mark.integration
+
 
 def many(
     documents: Iterable[tuple[ingest_pb2.UploadHeader, bytes]],

@@ -18,6 +18,8 @@ from archive.eventstore import ANY, NO_STREAM, NewEvent, StoreUnavailable, Strea
 from archive.eventstore.jetstream import JetStreamEventStore
 from archive.natsserver import SYNC_NATS_DEFAULT, NatsServer, free_port, sync_from_env
 
+pytestmark = pytest.mark.integration
+
 
 async def test_acknowledged_appends_survive_sigkill_of_the_server(
     own_nats_server: NatsServer,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from projection_support import DocumentCounts, dump, fill
 
 from archive.eventstore.jetstream import JetStreamEventStore
 from archive.projections import ProjectionRunner
+
+pytestmark = pytest.mark.integration
 
 
 async def test_projection_over_jetstream_rebuilds_identically(

@@ -49,6 +49,8 @@ from services.sealing.main import Keys, checkpoint_verifier, timestamper
 from services.sealing.main import build as build_sealing
 from services.sealing.sealer import Sealer, TimestampFunction, TimestampUnavailable
 
+pytestmark = pytest.mark.integration
+
 OPERATOR = "operator-token-for-sealing-tests-0123"
 ORIGIN = "archive.test"
 

@@ -237,6 +237,7 @@ process.stdout.write(JSON.stringify({numbers, strings}));
 """
 
 
+@pytest.mark.integration  # runs node
 @pytest.mark.skipif(_NODE is None, reason="needs Node.js as the ECMAScript oracle")
 def test_against_ecmascript() -> None:
     """JSON.stringify of a number or a well-formed string is exactly JCS's form of it."""

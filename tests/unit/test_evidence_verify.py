@@ -592,6 +592,7 @@ def shell_commands(folder: Path, program: str) -> list[list[str]]:
     return commands
 
 
+@pytest.mark.integration  # runs a subprocess
 def test_the_python_snippet_of_verify_md_checks_inclusion(good: bytes, tmp_path: Path) -> None:
     folder = extract(good, tmp_path / "good")
     done = subprocess.run(
@@ -617,6 +618,7 @@ def test_the_python_snippet_of_verify_md_checks_inclusion(good: bytes, tmp_path:
     assert "AssertionError" in done.stderr
 
 
+@pytest.mark.integration  # runs a subprocess
 @NEEDS_OPENSSL
 def test_the_openssl_commands_of_verify_md_pass_on_a_good_bundle(
     good: bytes, content: bytes, tmp_path: Path
