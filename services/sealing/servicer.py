@@ -4,17 +4,16 @@ for the caller's tenant only; and, for the operator, an audit of every tenant.""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc.aio
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from archive.access import record_access
 from archive.blobstore import BlobStore
 from archive.document_errors import ContentDamaged, DocumentNotFound
 from archive.documents import document_stream, parse_document_id
-from archive.eventstore import ANY, EventStore, NewEvent, first_event
-from archive.grpcserver import InvalidArgument, current_correlation_id, current_principal
+from archive.eventstore import EventStore, first_event
+from archive.grpcserver import InvalidArgument, current_principal
 from archive.grpcserver.errors import NotReadyYet, PermissionDenied
 from archive.sealing.leaves import leaf_bytes
 from archive.sealing.merkle import leaf_hash
@@ -76,7 +75,7 @@ class SealingServicer(sealing_pb2_grpc.SealingServicer):
             trust=self._trust,
             document_id=document_id,
         )
-        await self._record_access(tenant, document_id, principal.token_id)
+        await record_access(self._store, principal, document_id, "evidence")
         return sealing_pb2.EvidenceBundle(
             zip=bundle, leaf_index=index, tree_size=checkpoint.tree_size
         )
@@ -153,20 +152,4 @@ class SealingServicer(sealing_pb2_grpc.SealingServicer):
             seal_chain_pem=self._trust.seal_chain_pem,
             tsa_chain_pem=self._trust.tsa_chain_pem,
             root_pem=self._trust.root_pem,
-        )
-
-    async def _record_access(self, tenant: str, document_id: str, token_id: str) -> None:
-        now = Timestamp()
-        now.FromDatetime(datetime.now(UTC))
-        accessed = events_pb2.DocumentAccessed(
-            tenant={"value": tenant},
-            document_id={"value": document_id},
-            accessed_by=token_id,
-            access_kind="evidence",
-            accessed_at=now,
-        )
-        await self._store.append(
-            document_stream(tenant, document_id),
-            [NewEvent.of(accessed, correlation_id=current_correlation_id())],
-            ANY,
         )

@@ -14,9 +14,10 @@ from typing import Any
 import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from archive.access import record_access
 from archive.blobstore import BlobNotFound, BlobStore
 from archive.document_errors import ContentDamaged, DocumentNotFound
-from archive.documents import document_stream, parse_document_id
+from archive.documents import parse_document_id
 from archive.eventstore import ANY, EventStore, NewEvent, StreamName
 from archive.grpcserver import InvalidArgument, current_correlation_id, current_principal
 from archive.projections import ProjectionRunner
@@ -51,7 +52,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         self, request: search_pb2.GetDocumentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> search_pb2.DocumentInfo:
         info = await self._find(request.document_id.value)
-        await self._record_access(info, "metadata")
+        await record_access(self._store, current_principal(), info.document_id.value, "metadata")
         return info
 
     async def ListDocuments(
@@ -92,7 +93,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             log.error("content of document %s (%s) is missing", info.document_id.value, sha256)
             raise ContentDamaged(info.document_id.value, "its content is missing") from None
         async with content:
-            await self._record_access(info, "content")
+            await record_access(self._store, current_principal(), info.document_id.value, "content")
             yield search_pb2.DownloadResponse(info=info)
             # Re-hash while sending: a damaged blob ends the call with DATA_LOSS instead of OK.
             digest = hashlib.sha256()
@@ -119,29 +120,6 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         if info is None:
             raise DocumentNotFound(document_id)
         return info
-
-    async def _record_access(self, info: search_pb2.DocumentInfo, kind: str) -> None:
-        principal = current_principal()
-        now = Timestamp()
-        now.FromDatetime(datetime.now(UTC))
-        event = events_pb2.DocumentAccessed(
-            tenant=info.tenant,
-            document_id=info.document_id,
-            accessed_by=principal.token_id,
-            access_kind=kind,
-            accessed_at=now,
-        )
-        await self._store.append(
-            document_stream(info.tenant.value, info.document_id.value),
-            [
-                NewEvent.of(
-                    event,
-                    correlation_id=current_correlation_id(),
-                    metadata={"principal": principal.token_id},
-                )
-            ],
-            ANY,
-        )
 
     async def _record_listing(
         self,
