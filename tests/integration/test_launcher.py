@@ -18,9 +18,13 @@ import pytest
 from stack_support import ENV_KEYS, SERVICES, Launch
 
 from archive.envfile import read_env_file
+from archive.natsserver import free_port
 from archive.v1 import tenancy_pb2, tenancy_pb2_grpc
 from services import catalog
-from tools.launcher.layout import PidRecord, pid_alive, read_pid_file
+from tools.launcher.child import Child, grpc_serving
+from tools.launcher.errors import LaunchError
+from tools.launcher.layout import Layout, PidRecord, pid_alive, read_pid_file
+from tools.launcher.supervisor import Supervisor, serve_argv
 
 pytestmark = pytest.mark.integration
 
@@ -240,3 +244,30 @@ def test_leftover_pid_files_do_not_kill_strangers(
     # The leftover pid files were cleared before the start was refused, the stranger lives.
     assert list(launch.run_dir.glob("*.pid")) == []
     assert decoy.poll() is None
+
+
+def test_a_service_serving_other_than_its_catalog_entry_stops_the_start(tmp_path: Path) -> None:
+    """The catalog is held to what each service registers: here a real search process stands
+    where ingest should be, and the launcher's check says so instead of routing to it."""
+    layout = Layout(tmp_path / "data")
+    layout.create()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
+    env.update(
+        ARCHIVE_EVENT_STORE="memory",
+        ARCHIVE_GRPC_PORT=str(port),
+        ARCHIVE_DATA_DIR=str(layout.service_dir("search")),
+        ARCHIVE_BLOB_DIR=str(layout.blobs_dir),
+    )
+    impostor = Child("ingest", serve_argv("search"), env, layout, grpc_serving, grpc_port=port)
+    supervisor = Supervisor(layout, {})
+    supervisor.services = [impostor]
+    try:
+        supervisor.start_and_wait([impostor])
+        with pytest.raises(LaunchError) as caught:
+            supervisor.check_registrations()
+    finally:
+        supervisor.stop_all()
+    message = str(caught.value)
+    assert "ingest serves archive.v1.Search but services/catalog.py lists" in message
+    assert "archive.v1.Ingest, archive.v1.Tenancy, archive.v1.TenantAdmin" in message

@@ -209,10 +209,10 @@ class Supervisor:
         assert self.nats is not None and self.gateway is not None
         for child in self.services:
             ensure_dir(str(self.layout.service_dir(child.name)))
-        self._start_and_wait([self.nats])
-        self._start_and_wait(self.services)
+        self.start_and_wait([self.nats])
+        self.start_and_wait(self.services)
         self.check_registrations()
-        self._start_and_wait([self.gateway])
+        self.start_and_wait([self.gateway])
 
     def check_registrations(self) -> None:
         """Each service serves exactly the gRPC services its catalog entry lists (what the
@@ -234,7 +234,7 @@ class Supervisor:
                     "routes by the catalog, so make them agree (and deploy/ with them)"
                 )
 
-    def _start_and_wait(self, children: Sequence[Child]) -> None:
+    def start_and_wait(self, children: Sequence[Child]) -> None:
         for child in children:
             child.start()
             log.info("started %s (pid %s)", child.name, child.pid)
