@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any, Final
 
 from archive.eventstore import StreamName
 from archive.grpcserver import InvalidArgument
@@ -34,37 +35,37 @@ def parse_document_id(value: str, field: str = "document_id.value") -> str:
         ) from None
 
 
+# What a deposit receipt and a document's description both repeat from its DocumentIngested.
+_DEPOSIT_FIELDS: Final = (
+    "tenant",
+    "document_id",
+    "sha256",
+    "sha512",
+    "size_bytes",
+    "file_name",
+    "media_type",
+    "format",
+    "received_at",
+)
+
+
+def _deposit_fields(event: events_pb2.DocumentIngested) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in _DEPOSIT_FIELDS}
+
+
 def receipt_from(
     event: events_pb2.DocumentIngested, position: int, replayed: bool
 ) -> ingest_pb2.DepositReceipt:
     return ingest_pb2.DepositReceipt(
-        tenant=event.tenant,
-        document_id=event.document_id,
-        sha256=event.sha256,
-        sha512=event.sha512,
-        size_bytes=event.size_bytes,
-        file_name=event.file_name,
-        media_type=event.media_type,
-        format=event.format,
-        received_at=event.received_at,
-        event_position=position,
-        replayed=replayed,
+        **_deposit_fields(event), event_position=position, replayed=replayed
     )
 
 
 def info_from(event: events_pb2.DocumentIngested, position: int) -> search_pb2.DocumentInfo:
     return search_pb2.DocumentInfo(
-        tenant=event.tenant,
-        document_id=event.document_id,
-        sha256=event.sha256,
-        sha512=event.sha512,
-        size_bytes=event.size_bytes,
-        file_name=event.file_name,
-        media_type=event.media_type,
-        format=event.format,
+        **_deposit_fields(event),
         metadata=event.metadata,
         document_class=event.document_class,
-        received_at=event.received_at,
         scan_provenance=event.scan_provenance,
         event_position=position,
     )

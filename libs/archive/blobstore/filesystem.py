@@ -82,9 +82,8 @@ from archive.blobstore.port import (
     BlobStore,
     BlobStream,
     validate_chunk_size,
+    validate_key,
     validate_put_arguments,
-    validate_sha256,
-    validate_tenant,
 )
 from archive.files import ensure_dir, fsync_dir
 
@@ -580,7 +579,7 @@ class FilesystemBlobStore(BlobStore):
         )
 
     def _checked_path(self, tenant: str, sha256: str) -> str:
-        return self._blob_path(validate_tenant(tenant), validate_sha256(sha256))
+        return self._blob_path(*validate_key(tenant, sha256))
 
     def _stat_sync(self, tenant: str, sha256: str, path: str) -> BlobInfo:
         try:

@@ -12,9 +12,8 @@ from archive.blobstore.port import (
     BlobStore,
     BlobStream,
     validate_chunk_size,
+    validate_key,
     validate_put_arguments,
-    validate_sha256,
-    validate_tenant,
 )
 
 
@@ -77,10 +76,10 @@ class InMemoryBlobStore(BlobStore):
         return info
 
     async def exists(self, tenant: str, sha256: str) -> bool:
-        return (validate_tenant(tenant), validate_sha256(sha256)) in self._blobs
+        return validate_key(tenant, sha256) in self._blobs
 
     def _get(self, tenant: str, sha256: str) -> tuple[BlobInfo, bytes]:
-        key = (validate_tenant(tenant), validate_sha256(sha256))
+        key = validate_key(tenant, sha256)
         try:
             return self._blobs[key]
         except KeyError:

@@ -116,8 +116,8 @@ from archive.blobstore.port import (
     BlobStore,
     BlobStream,
     validate_chunk_size,
+    validate_key,
     validate_put_arguments,
-    validate_sha256,
     validate_tenant,
 )
 from archive.files import ensure_dir, fsync_dir
@@ -902,8 +902,8 @@ class PackBlobStore(BlobStore):
         try:
             appender = _Appender()
             for pending in sorted(to_write, key=lambda p: p.tenant):
+                assert pending.info is not None
                 info = pending.info
-                assert info is not None
                 seg = self._segment_for(info.tenant, touched, retired)
                 start = seg.size
                 sha512 = bytes.fromhex(info.sha512)
@@ -1013,8 +1013,7 @@ class PackBlobStore(BlobStore):
         self, tenant: str, sha256: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE
     ) -> BlobStream:
         validate_chunk_size(chunk_size)
-        validate_tenant(tenant)
-        validate_sha256(sha256)
+        validate_key(tenant, sha256)
         fut = asyncio.get_running_loop().run_in_executor(
             self._executor, self._open_sync, tenant, sha256
         )
@@ -1035,13 +1034,13 @@ class PackBlobStore(BlobStore):
         return os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC), entry
 
     async def stat(self, tenant: str, sha256: str) -> BlobInfo:
-        entry = await self._entry(validate_tenant(tenant), validate_sha256(sha256))
+        entry = await self._entry(*validate_key(tenant, sha256))
         if entry is None:
             raise BlobNotFound(tenant, sha256)
         return BlobInfo(tenant, sha256, entry.sha512.hex(), entry.size)
 
     async def exists(self, tenant: str, sha256: str) -> bool:
-        return await self._entry(validate_tenant(tenant), validate_sha256(sha256)) is not None
+        return await self._entry(*validate_key(tenant, sha256)) is not None
 
     async def _entry(self, tenant: str, sha256: str) -> _Entry | None:
         entry = self._cached(tenant, sha256)

@@ -47,6 +47,12 @@ def validate_sha256(sha256: str) -> str:
     return sha256
 
 
+def validate_key(tenant: str, sha256: str) -> tuple[str, str]:
+    """Return the blob key (tenant, sha256) if both parts are valid, else raise
+    `InvalidBlobKey`."""
+    return validate_tenant(tenant), validate_sha256(sha256)
+
+
 def validate_put_arguments(tenant: str, expected_sha256: str | None, max_size: int | None) -> None:
     """Check `put`'s arguments before any byte is read."""
     validate_tenant(tenant)
