@@ -3,6 +3,7 @@ the rule that only tests marked `integration` start processes."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -67,6 +68,15 @@ def own_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server = NatsServer(store_dir=tmp_path / "nats").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """umask 022, the common default, for tests of file modes: under it a file created without
+    a mode of its own is readable by everyone. Request it before the fixture creating files."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
 
 
 def unique_names() -> dict[str, str]:

@@ -181,7 +181,7 @@ def damage_stored_copy(root: Path, content: bytes, at: int) -> None:
         data = bytearray(path.read_bytes())
         start = data.find(content)
         if start >= 0:
-            path.chmod(0o644)
+            path.chmod(0o600)
             data[start + at] ^= 0x01
             path.write_bytes(bytes(data))
             return

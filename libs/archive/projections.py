@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from archive.aio import raise_if_cancel_was_swallowed
 from archive.eventstore import EventStore, RecordedEvent, StreamFilter
+from archive.files import PRIVATE_FILE, ensure_dir
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,16 @@ class Projection(ABC):
 
 
 def open_database(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A projection database, created if need be, readable by the service user only: its
+    directory 0700, the file 0600 (SQLite gives its -wal and -shm files the file's mode)."""
+    ensure_dir(os.fspath(path.parent))
+    # SQLite would create the file with the umask's mode: create it first, and tighten one
+    # left by an older version (a projection is ours alone, and rebuilt from events anyway).
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     # WAL with synchronous=NORMAL keeps each commit atomic; a power loss may drop the last
     # commits, and since the position is in the same transaction they are simply replayed.

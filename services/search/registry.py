@@ -9,7 +9,7 @@ from pathlib import Path
 
 from archive.documents import DOCUMENT_CATEGORY, info_from
 from archive.eventstore import RecordedEvent, StreamFilter
-from archive.projections import Projection
+from archive.projections import Projection, open_database
 from archive.v1 import events_pb2, search_pb2
 
 INGESTED = events_pb2.DocumentIngested.DESCRIPTOR.full_name
@@ -78,7 +78,7 @@ class RegistryQueries:
     writes). Every query is scoped to one tenant."""
 
     def __init__(self, db_path: Path) -> None:
-        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        self._db = open_database(db_path)
         self._db.execute("PRAGMA query_only = ON")
 
     def get(self, tenant: str, document_id: str) -> search_pb2.DocumentInfo | None:

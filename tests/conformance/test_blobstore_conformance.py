@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import stat
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from archive.blobstore import (
     PackBlobStore,
 )
 from archive.blobstore.filesystem import syncfs_available
+from archive.blobstore.pack import SPILL_BYTES
 
 TENANT = "acme"
 OTHER_TENANT = "globex"
@@ -330,3 +332,25 @@ async def test_cancelled_put_leaves_nothing(blob_store: BlobStore) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert_nothing_stored(blob_store)
+
+
+async def test_what_is_stored_is_for_the_service_user_only(
+    usual_umask: None, blob_store: BlobStore
+) -> None:
+    """Every tenant's documents are on this disk: nobody but the service user may read them,
+    whatever the umask (files without group or other bits, directories 0700)."""
+    if isinstance(blob_store, InMemoryBlobStore):
+        pytest.skip("keeps nothing on disk")
+    assert isinstance(blob_store, FilesystemBlobStore | PackBlobStore)
+    await blob_store.put(TENANT, chunked(os.urandom(1000)))
+    await blob_store.put(OTHER_TENANT, chunked(os.urandom(SPILL_BYTES + 1)))  # through tmp/
+    root = blob_store.root
+    directories = [root, *(p for p in root.rglob("*") if p.is_dir())]
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert len(directories) > 3 and len(files) >= 2
+    assert {p: stat.S_IMODE(p.stat().st_mode) for p in directories} == dict.fromkeys(
+        directories, 0o700
+    )
+    for path in files:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0 and mode & stat.S_IRUSR, (path, oct(mode))

@@ -80,7 +80,7 @@ async def test_layout_and_read_only_files(tmp_path: Path) -> None:
     assert list(path.parent.iterdir()) == [path]  # no sidecar where xattrs work
     mode = path.stat().st_mode
     assert mode & 0o222 == 0, oct(mode)
-    assert stat.S_IMODE(mode) == 0o444
+    assert stat.S_IMODE(mode) == 0o400  # read-only, and for the service user only
     assert tmp_files(tmp_path) == []
 
 
@@ -97,8 +97,8 @@ async def test_sidecar_where_xattrs_are_not_supported(
         path = blob_path(tmp_path, TENANT, info.sha256)
         sidecar = path.with_name(path.name + ".sha512")
         assert sidecar.read_text() == info.sha512 + "\n"
-        assert stat.S_IMODE(sidecar.stat().st_mode) == 0o444
-        assert stat.S_IMODE(path.stat().st_mode) == 0o444
+        assert stat.S_IMODE(sidecar.stat().st_mode) == 0o400
+        assert stat.S_IMODE(path.stat().st_mode) == 0o400
         assert await store.stat(TENANT, info.sha256) == info
     assert tmp_files(tmp_path) == []
 
@@ -109,7 +109,7 @@ async def test_stat_rehashes_when_the_sha512_is_lost(tmp_path: Path) -> None:
     data = os.urandom(3 * MiB)
     info = await store.put(TENANT, chunked(data))
     path = blob_path(tmp_path, TENANT, info.sha256)
-    path.chmod(0o644)  # an owner that is not root needs write permission to change xattrs
+    path.chmod(0o600)  # an owner that is not root needs write permission to change xattrs
     os.removexattr(path, SHA512_XATTR)  # e.g. copied by a tool that drops xattrs
     assert await store.stat(TENANT, info.sha256) == info
     os.setxattr(path, SHA512_XATTR, b"0" * 127)

@@ -4,6 +4,7 @@ double-apply, and a deleted projection rebuilds to the identical state."""
 from __future__ import annotations
 
 import asyncio
+import stat
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,26 @@ async def test_filtered_projection_only_sees_its_events(tmp_path: Path) -> None:
     )
     await runner.catch_up()
     assert dump(runner.db)[0] == [("globex", 10)]
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_the_database_is_for_the_service_user_only(usual_umask: None, tmp_path: Path) -> None:
+    store = InMemoryEventStore()
+    await fill(store, 10)
+    db_path = tmp_path / "data" / "search" / "p.sqlite"
+    runner = ProjectionRunner(store, DocumentCounts(), db_path)
+    await runner.catch_up()
+    # While open in WAL mode, SQLite keeps -wal and -shm files beside the database.
+    names = {"p.sqlite", "p.sqlite-wal", "p.sqlite-shm"}
+    assert {p.name: mode_of(p) for p in db_path.parent.iterdir()} == dict.fromkeys(names, 0o600)
+    assert (mode_of(tmp_path / "data"), mode_of(db_path.parent)) == (0o700, 0o700)
+    runner.close()
+
+    # A database left readable by an older version is tightened when opened.
+    db_path.chmod(0o644)
+    reopened = ProjectionRunner(store, DocumentCounts(), db_path)
+    assert mode_of(db_path) == 0o600 and reopened.position == 10
+    reopened.close()

@@ -1,7 +1,7 @@
 """Filesystem blob store: one read-only file per blob, written to a temp file, then renamed.
 
-Layout under `root`:
-    <tenant>/sha256/<hex[0:2]>/<hex[2:4]>/<hex>          the content, mode 0o444, with its
+Layout under `root` (directories 0700, for the service user only):
+    <tenant>/sha256/<hex[0:2]>/<hex[2:4]>/<hex>          the content, mode 0o400, with its
                                                          SHA-512 (hex) in the xattr
                                                          user.archive.sha512, so stat need
                                                          not rehash
@@ -85,13 +85,14 @@ from archive.blobstore.port import (
     validate_key,
     validate_put_arguments,
 )
-from archive.files import ensure_dir, fsync_dir
+from archive.files import PRIVATE_FILE, ensure_dir, fsync_dir
 
 T = TypeVar("T")
 CommitMode = Literal["group", "per-file"]
 
 DEFAULT_WRITE_BUFFER_SIZE: Final = 1024 * 1024
-BLOB_MODE: Final = 0o444
+# Read-only, and for the service user only (directories are 0700 too: archive.files).
+BLOB_MODE: Final = 0o400
 SHA512_XATTR: Final = "user.archive.sha512"
 _SIDECAR_SUFFIX: Final = ".sha512"
 _TMP_SUFFIX: Final = ".tmp"
@@ -158,7 +159,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _create_locked(path: str) -> int:
     """Create a new file, exclusively flocked while this process holds it open."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BaseException:
@@ -397,8 +398,8 @@ class FilesystemBlobStore(BlobStore):
             else "group"
         )
         self.root = Path(root).absolute()
-        self.root.mkdir(parents=True, exist_ok=True)
         self._root = os.fspath(self.root)
+        ensure_dir(self._root)
         self._write_buffer_size = write_buffer_size
         self._executor = executor
         self._tmp_dirs_made: set[str] = set()

@@ -6,7 +6,7 @@ open file ~10 us sys). The one-file-per-blob FilesystemBlobStore therefore spend
 1 ms of CPU per 30 KB document, far from the target of 1,000 deposits/s. Here a put costs one
 append to an open file plus its share of one fdatasync per group.
 
-Layout under `root`:
+Layout under `root` (directories 0700, files 0600: for the service user only):
     <tenant>/packs/<20-digit time_ns>-<12 hex writer id>.pack    segments, append-only
     <tenant>/tmp/                                                 puts above SPILL_BYTES spill
                                                                   here (O_TMPFILE: no name)
@@ -120,7 +120,7 @@ from archive.blobstore.port import (
     validate_put_arguments,
     validate_tenant,
 )
-from archive.files import ensure_dir, fsync_dir
+from archive.files import PRIVATE_FILE, ensure_dir, fsync_dir
 
 T = TypeVar("T")
 
@@ -595,7 +595,7 @@ class PackBlobStore(BlobStore):
         )
         weakref.finalize(self, _close_segments, self._segments, self._abandoned)
         if writable:
-            self.root.mkdir(parents=True, exist_ok=True)
+            ensure_dir(os.fspath(self.root))
             self.recover()
 
     # -- counters --------------------------------------------------------------------------
@@ -792,12 +792,12 @@ class PackBlobStore(BlobStore):
         if o_tmpfile:
             try:
                 # Anonymous: a crash leaves nothing to clean up.
-                return os.open(tmp_dir, os.O_RDWR | o_tmpfile | os.O_CLOEXEC, 0o600)
+                return os.open(tmp_dir, os.O_RDWR | o_tmpfile | os.O_CLOEXEC, PRIVATE_FILE)
             except OSError as exc:
                 if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
                     raise
         path = os.path.join(tmp_dir, os.urandom(12).hex() + _TMP_SUFFIX)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # until unlinked: not stale
             os.unlink(path)
@@ -818,7 +818,8 @@ class PackBlobStore(BlobStore):
             name = f"{ns:020d}-{self._writer_id}.pack"
             path = os.path.join(packs, name)
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                # Every tenant's documents: for the service user only.
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
             except FileExistsError:
                 continue
             break
