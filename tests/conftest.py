@@ -15,9 +15,9 @@ from stack_support import Launch, launcher_factory
 from archive.eventstore.jetstream import JetStreamEventStore
 from archive.natsserver import NatsServer
 
-# `stack` (ingest + search on real NATS) for the integration tests; `server`, `archive`,
-# `token`, `client` (the in-memory archive over gRPC) for the SDK and CLI tests.
-pytest_plugins = ["ingest_stack", "fake_archive_fixtures"]
+# `stack` (ingest + search on real NATS) for the integration tests; `archive`, `token`,
+# `client`, `archive_env` (the real servicers on in-memory stores) for the SDK and CLI tests.
+pytest_plugins = ["ingest_stack", "archive_in_memory"]
 
 
 @pytest.fixture(autouse=True)

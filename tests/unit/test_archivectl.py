@@ -1,5 +1,6 @@
-"""archivectl, called in-process through main(), against the in-memory archive served over gRPC
-from a background thread (the CLI runs its own asyncio.run)."""
+"""archivectl, called in-process through main(), against the real servicers on in-memory
+stores, served over gRPC from a thread of their own (tests/archive_in_memory.py; the CLI
+runs its own asyncio.run)."""
 
 from __future__ import annotations
 
@@ -8,33 +9,16 @@ import io
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from fake_archive import OPERATOR_TOKEN, FakeArchive, FakeArchiveServer
+from archive_in_memory import InMemoryArchive
 
 from tools.archivectl import EPILOG, Progress, collect_files, main
 
-
-@pytest.fixture(autouse=True)
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArchiveServer]:
-    for name in list(os.environ):
-        if name.startswith("ARCHIVE_"):
-            monkeypatch.delenv(name)
-    with FakeArchiveServer() as running:
-        token = running.archive.add_tenant("acme")
-        monkeypatch.setenv("ARCHIVE_ENDPOINT", running.endpoint)
-        monkeypatch.setenv("ARCHIVE_TOKEN", token)
-        monkeypatch.setenv("ARCHIVE_OPERATOR_TOKEN", OPERATOR_TOKEN)
-        yield running
-
-
-@pytest.fixture
-def archive(server: FakeArchiveServer) -> FakeArchive:
-    return server.archive
+# ARCHIVE_ENDPOINT, ARCHIVE_TOKEN (tenant acme) and ARCHIVE_OPERATOR_TOKEN point at it.
+pytestmark = pytest.mark.usefixtures("archive_env")
 
 
 @pytest.fixture
@@ -67,7 +51,7 @@ def run(capsys: pytest.CaptureFixture[Any], *argv: str) -> tuple[int, str, str]:
 
 
 def test_put_dir_json_prints_one_line_per_file_with_matching_digests(
-    capsys: pytest.CaptureFixture[str], archive: FakeArchive, tree: Path
+    capsys: pytest.CaptureFixture[str], archive: InMemoryArchive, tree: Path
 ) -> None:
     code, out, err = run(
         capsys, "put", str(tree), "--json", "--meta", "year=2025", "--class", "invoice"
@@ -89,13 +73,14 @@ def test_put_dir_json_prints_one_line_per_file_with_matching_digests(
         assert uuid.UUID(line["document_id"])
         assert line["replayed"] is False
         assert {"media_type", "puid", "received_at"} <= line.keys()
-    assert archive.document_count("acme") == 4
-    assert {h.document_class for h in archive.upload_headers} == {"invoice"}
-    assert all(dict(h.metadata) == {"year": "2025"} for h in archive.upload_headers)
+    stored = archive.deposits()
+    assert len(stored) == 4
+    assert {d.document_class for d in stored} == {"invoice"}
+    assert all(dict(d.metadata) == {"year": "2025"} for d in stored)
 
 
 def test_put_human_output_is_one_line_per_file(
-    capsys: pytest.CaptureFixture[str], archive: FakeArchive, tree: Path
+    capsys: pytest.CaptureFixture[str], archive: InMemoryArchive, tree: Path
 ) -> None:
     code, out, err = run(capsys, "put", str(tree / "a.pdf"), str(tree / "b.txt"))
 
@@ -115,11 +100,10 @@ def test_directories_are_walked_sorted_regular_files_only(tree: Path) -> None:
     ]
 
 
+@pytest.mark.archive_settings(max_document_bytes=1000)  # c.bin is too large
 def test_put_with_some_failures_exits_1_and_reports_each(
-    capsys: pytest.CaptureFixture[str], archive: FakeArchive, tree: Path
+    capsys: pytest.CaptureFixture[str], tree: Path
 ) -> None:
-    archive.max_size_bytes = 1000  # c.bin is too large
-
     code, out, err = run(capsys, "put", str(tree), "--json", "--concurrency", "2")
 
     assert (code, err) == (1, "")
@@ -136,7 +120,7 @@ def test_put_with_some_failures_exits_1_and_reports_each(
 
 
 def test_put_usage_errors_exit_2_before_anything_is_sent(
-    capsys: pytest.CaptureFixture[str], archive: FakeArchive, tree: Path
+    capsys: pytest.CaptureFixture[str], archive: InMemoryArchive, tree: Path
 ) -> None:
     code, _, err = run(capsys, "put", str(tree), str(tree / "missing.pdf"))
     assert code == 2 and "missing.pdf: no such file or directory" in err
@@ -179,12 +163,15 @@ def test_a_refused_token_exits_3(
 
 
 def test_unavailable_exits_5_after_the_retries(
-    capsys: pytest.CaptureFixture[str], archive: FakeArchive
+    capsys: pytest.CaptureFixture[str], archive: InMemoryArchive, tree: Path
 ) -> None:
-    archive.inject("WhoAmI", grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE", times=3)
-    code, _, err = run(capsys, "whoami", "--retries", "1")
-    assert code == 5 and "injected failure" in err
-    assert archive.calls.count("WhoAmI") == 2
+    code, out, _ = run(capsys, "put", str(tree / "a.pdf"), "--json")
+    document_id = json_lines(out)[0]["document_id"]
+    archive.store.fail_appends(3)  # the consultation cannot be recorded: info is refused
+    archive.calls.clear()
+    code, _, err = run(capsys, "info", document_id, "--retries", "1")
+    assert code == 5 and "event store is temporarily unavailable" in err
+    assert archive.calls == ["GetDocument"] * 2
 
     code, _, _ = run(capsys, "--endpoint", "127.0.0.1:1", "--retries", "0", "whoami")
     assert code == 5  # nothing listens there
@@ -234,19 +221,19 @@ def test_get_unknown_document_exits_4(capsys: pytest.CaptureFixture[str], tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_get_corrupted_content_exits_6_and_leaves_no_file(
-    capsysbinary: pytest.CaptureFixture[bytes], archive: FakeArchive, tree: Path
+def test_get_of_damaged_content_exits_6_and_leaves_no_file(
+    capsysbinary: pytest.CaptureFixture[bytes], archive: InMemoryArchive, tree: Path
 ) -> None:
     capsys = capsysbinary
     code, out, _ = run(capsys, "put", str(tree / "a.pdf"), "--json")
     document_id = json_lines(out)[0]["document_id"]
-    archive.corrupt_downloads = True
+    archive.rot(document_id)
     target = tree.parent / "out"
     target.mkdir()
 
     code, _, err = run(capsys, "get", document_id, "-o", str(target / "a.pdf"))
 
-    assert code == 6 and "SHA-256" in err
+    assert code == 6 and "does not match its digest" in err and "CONTENT_DAMAGED" in err
     assert list(target.iterdir()) == []
     assert main(["get", document_id, "-o", "-"]) == 6
     assert b"must not be trusted" in capsysbinary.readouterr().err
@@ -281,13 +268,13 @@ def test_tenant_create_json_prints_a_working_token(
 def test_env_file_is_read_and_the_environment_wins(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-    server: FakeArchiveServer,
+    archive: InMemoryArchive,
     tmp_path: Path,
 ) -> None:
     env_file = tmp_path / "archive.env"
     env_file.write_text(
         "# written by the launcher\n"
-        f"export ARCHIVE_ENDPOINT={server.endpoint}\n"
+        f"export ARCHIVE_ENDPOINT={archive.endpoint}\n"
         f"ARCHIVE_TOKEN={os.environ['ARCHIVE_TOKEN']}\n"
     )
     monkeypatch.delenv("ARCHIVE_ENDPOINT")

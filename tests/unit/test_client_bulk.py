@@ -1,6 +1,7 @@
-"""ArchiveClient.upload_many against the in-memory archive over real gRPC: retries of a
-document or of a whole stream reuse the keys (no duplicate), refusals are per document, and
-a refusal of the stream itself reaches every document."""
+"""ArchiveClient.upload_many against the real servicers on in-memory stores, over real gRPC
+(tests/archive_in_memory.py): retries of a document or of a whole stream reuse the keys (no
+duplicate), refusals are per document, and a refusal of the stream itself reaches every
+document."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import pytest
-from fake_archive import FakeArchive, FakeArchiveServer
-from fake_archive_fixtures import make_config
+from archive_in_memory import InMemoryArchive
 
 from archive.client import (
     ArchiveClient,
@@ -31,7 +30,7 @@ async def collect(outcomes: AsyncIterator[UploadOutcome]) -> dict[int, UploadOut
 
 
 async def test_every_item_gets_one_outcome_with_its_receipt(
-    client: ArchiveClient, archive: FakeArchive
+    client: ArchiveClient, archive: InMemoryArchive
 ) -> None:
     given = items(25)
     outcomes = await collect(client.upload_many(given, streams=3))
@@ -40,30 +39,41 @@ async def test_every_item_gets_one_outcome_with_its_receipt(
         assert outcome.ok and outcome.receipt is not None
         assert outcome.receipt.sha256 == hashlib.sha256(given[index].source).hexdigest()  # type: ignore[arg-type]
         assert outcome.receipt.idempotency_key
-    assert archive.document_count("acme") == 25
-    sent_keys = [h.idempotency_key for h in archive.upload_headers]
-    assert len(set(sent_keys)) == 25
+    stored_keys = {d.idempotency_key for d in archive.deposits()}
+    assert stored_keys == {o.receipt.idempotency_key for o in outcomes.values() if o.receipt}
+    assert len(stored_keys) == 25
 
 
 async def test_a_lost_answer_is_retried_with_the_same_key_and_replayed(
-    client: ArchiveClient, archive: FakeArchive
+    client: ArchiveClient, archive: InMemoryArchive
 ) -> None:
-    archive.fail_after_store = 1  # the first document is stored, its receipt lost
+    # The first deposit is recorded, its acknowledgement lost: that document's answer is
+    # UNAVAILABLE although it is stored.
+    archive.store.fail_appends(1, after_commit=True)
     outcomes = await collect(client.upload_many(items(5), streams=1))
     assert all(o.ok for o in outcomes.values())
     assert [o.receipt.replayed for o in outcomes.values() if o.receipt].count(True) == 1
-    assert archive.document_count("acme") == 5
+    assert len(archive.deposits()) == 5
 
 
-async def test_a_broken_stream_is_sent_again_without_duplicates(
-    client: ArchiveClient, archive: FakeArchive
+async def test_a_stream_cut_by_a_server_restart_is_sent_again_without_duplicates(
+    client: ArchiveClient, archive: InMemoryArchive
 ) -> None:
-    archive.inject("UploadMany", grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE", times=2)
-    outcomes = await collect(client.upload_many(items(12), streams=2))
+    given = items(12)
+
+    async def restarting_midway() -> AsyncIterator[UploadItem]:
+        for number, item in enumerate(given):
+            if number == 6:  # both streams are open and taking items
+                archive.restart()
+            yield item
+
+    archive.calls.clear()
+    outcomes = await collect(client.upload_many(restarting_midway(), streams=2))
     assert sorted(outcomes) == list(range(12))
-    assert all(o.ok for o in outcomes.values())
-    assert archive.document_count("acme") == 12
-    assert archive.calls.count("UploadMany") >= 4  # two refused streams, then two that worked
+    assert all(o.ok for o in outcomes.values()), [o.error for o in outcomes.values()]
+    stored = archive.deposits()
+    assert len(stored) == len({d.document_id.value for d in stored}) == 12
+    assert archive.calls.count("UploadMany") > 2  # streams after the restart
 
 
 async def test_a_refused_document_does_not_stop_the_others(client: ArchiveClient) -> None:
@@ -75,15 +85,12 @@ async def test_a_refused_document_does_not_stop_the_others(client: ArchiveClient
     assert [i for i, o in sorted(outcomes.items()) if o.ok] == [0, 1, 2, 4, 5]
 
 
-async def test_a_refused_stream_reaches_every_document(
-    server: FakeArchiveServer, archive: FakeArchive
-) -> None:
-    config = make_config(server, "arc_unknown_token")
-    async with ArchiveClient(config) as stranger:
+async def test_a_refused_stream_reaches_every_document(archive: InMemoryArchive) -> None:
+    async with ArchiveClient(archive.config("arc_unknown_token")) as stranger:
         outcomes = await collect(stranger.upload_many(items(7), streams=2))
     assert sorted(outcomes) == list(range(7))
     assert all(isinstance(o.error, Unauthenticated) for o in outcomes.values())
-    assert archive.document_count("acme") == 0
+    assert archive.deposits() == []
 
 
 async def test_a_missing_file_is_that_items_error(client: ArchiveClient, tmp_path: Path) -> None:

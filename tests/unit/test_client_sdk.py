@@ -1,4 +1,6 @@
-"""The Python SDK against an in-memory archive served over real gRPC (tests/fake_archive.py)."""
+"""The Python SDK against the real servicers on in-memory stores, over real gRPC
+(tests/archive_in_memory.py): deposits, retries with the same key, listing, verified
+downloads, typed errors, administration and configuration."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+import grpc.aio
 import pytest
-from fake_archive import OPERATOR_TOKEN, FakeArchive, FakeArchiveServer
-from fake_archive_fixtures import make_config
+from archive_in_memory import InMemoryArchive
+from google.protobuf.duration_pb2 import Duration
+from google.rpc import error_details_pb2, status_pb2
 
 from archive.client import (
     AlreadyExists,
@@ -30,6 +34,7 @@ from archive.client import (
     Unauthenticated,
     Unavailable,
     Unimplemented,
+    error_from_rpc,
     read_env_file,
 )
 
@@ -40,7 +45,7 @@ PDF = b"%PDF-1.7\n" + b"invoice body " * 5000 + b"\n%%EOF\n"
 
 
 async def test_upload_bytes_returns_a_receipt_matching_the_content(
-    client: ArchiveClient, archive: FakeArchive
+    client: ArchiveClient, archive: InMemoryArchive
 ) -> None:
     receipt = await client.upload(
         PDF, file_name="invoice.pdf", metadata={"customer": "c-1"}, document_class="invoice"
@@ -54,31 +59,30 @@ async def test_upload_bytes_returns_a_receipt_matching_the_content(
     assert (receipt.puid, receipt.media_type) == ("fmt/276", "application/pdf")
     assert receipt.received_at is not None and receipt.received_at.tzinfo is not None
     assert receipt.replayed is False
-    assert receipt.event_position == 1
-    header = archive.upload_headers[-1]
-    assert header.expected_sha256_hex == receipt.sha256  # the server checks end to end
-    assert header.idempotency_key == receipt.idempotency_key != ""
+    assert receipt.event_position > 0
+    [stored] = archive.deposits()
+    assert stored.idempotency_key == receipt.idempotency_key != ""  # a key was sent
+    assert stored.document_id.value == receipt.document_id
+    assert dict(stored.metadata) == {"customer": "c-1"}
     assert receipt.to_dict()["received_at"].endswith("Z")
 
 
 async def test_upload_path_hashes_first_and_names_the_document_after_the_file(
-    client: ArchiveClient, archive: FakeArchive, tmp_path: Path
+    client: ArchiveClient, archive: InMemoryArchive, tmp_path: Path
 ) -> None:
     path = tmp_path / "payslip-2025-01.pdf"
     path.write_bytes(PDF)
     scanned = ScanProvenance("j.doe", datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC), "scanner-7", "")
-    chunks_before = len(archive.upload_headers)
+    archive.calls.clear()
 
     receipt = await client.upload(
         path, document_class="payslip", chunk_size=4096, scan_provenance=scanned
     )
 
-    assert len(archive.upload_headers) == chunks_before + 1
-    header = archive.upload_headers[-1]
-    assert header.file_name == "payslip-2025-01.pdf"
-    assert header.expected_sha256_hex == hashlib.sha256(PDF).hexdigest()
+    assert archive.calls == ["Upload"]
+    assert [d.file_name for d in archive.deposits()] == ["payslip-2025-01.pdf"]
     info = await client.get_document(receipt.document_id)
-    assert info.document_class == "payslip"
+    assert info.document_class == "payslip" and info.file_name == "payslip-2025-01.pdf"
     assert info.sha256 == receipt.sha256 and info.size == len(PDF)
     assert info.scan_provenance == scanned
 
@@ -106,48 +110,53 @@ async def test_upload_needs_a_file_name_unless_the_source_is_a_path(client: Arch
 
 
 async def test_a_lost_answer_is_retried_with_the_same_key_and_replayed(
-    client: ArchiveClient, archive: FakeArchive
+    client: ArchiveClient, archive: InMemoryArchive
 ) -> None:
-    archive.fail_after_store = 1  # stored, but the receipt never reaches the client
+    # The deposit is recorded, but the store's acknowledgement is lost: the archive answers
+    # UNAVAILABLE although the document is stored.
+    archive.store.fail_appends(1, after_commit=True)
+    archive.calls.clear()
     progress: list[int] = []
 
     receipt = await client.upload(PDF, file_name="a.pdf", on_progress=progress.append)
 
     assert receipt.replayed is True
-    assert archive.document_count("acme") == 1  # stored once, not twice
-    keys = {h.idempotency_key for h in archive.upload_headers}
-    assert keys == {receipt.idempotency_key}
-    assert len(archive.upload_headers) == 2
+    assert [d.idempotency_key for d in archive.deposits()] == [receipt.idempotency_key]
+    assert archive.calls == ["Upload", "Upload"]  # stored once, not twice
     assert sum(progress) == len(PDF)  # the failed attempt's bytes were taken back
 
 
 async def test_the_same_idempotency_key_returns_the_original_receipt(
-    client: ArchiveClient, archive: FakeArchive
+    client: ArchiveClient, archive: InMemoryArchive
 ) -> None:
     first = await client.upload(b"hello", file_name="a.txt", idempotency_key="order-42")
     again = await client.upload(b"hello", file_name="a.txt", idempotency_key="order-42")
 
     assert (first.replayed, again.replayed) == (False, True)
     assert again.document_id == first.document_id
-    assert archive.document_count("acme") == 1
+    assert len(archive.deposits()) == 1
 
 
 async def test_retries_are_bounded_and_the_error_carries_the_key(
-    server: FakeArchiveServer, token: str, archive: FakeArchive
+    archive: InMemoryArchive, token: str
 ) -> None:
-    archive.inject("Upload", grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE", times=10)
-    async with ArchiveClient(make_config(server, token, max_attempts=3)) as client:
+    archive.store.fail_appends(10)
+    archive.calls.clear()
+    async with ArchiveClient(archive.config(token, max_attempts=3)) as client:
         with pytest.raises(Unavailable) as caught:
             await client.upload(b"data", file_name="a.txt", idempotency_key="k-1")
     assert caught.value.attempts == 3
     assert caught.value.idempotency_key == "k-1"
-    assert archive.calls.count("Upload") == 3
+    assert caught.value.reason == "STORE_UNAVAILABLE"
+    assert archive.calls == ["Upload"] * 3
+    assert archive.deposits() == []
 
 
 async def test_an_async_iterable_is_spooled_so_it_can_be_announced_and_retried(
-    client: ArchiveClient, archive: FakeArchive
+    client: ArchiveClient, archive: InMemoryArchive
 ) -> None:
-    archive.inject("Upload", grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE")
+    archive.store.fail_appends(1)
+    archive.calls.clear()
 
     async def once() -> AsyncIterator[bytes]:
         yield b"only "
@@ -156,44 +165,50 @@ async def test_an_async_iterable_is_spooled_so_it_can_be_announced_and_retried(
     receipt = await client.upload(once(), file_name="a.txt")
 
     assert receipt.sha256 == hashlib.sha256(b"only once").hexdigest()
-    assert archive.calls.count("Upload") == 2
-    assert archive.upload_headers[-1].expected_sha256_hex == receipt.sha256
+    assert archive.calls == ["Upload", "Upload"]
+    assert [d.sha256.value.hex() for d in archive.deposits()] == [receipt.sha256]
 
 
-async def test_a_tampered_upload_is_refused_as_digest_mismatch(
-    client: ArchiveClient, archive: FakeArchive
+async def test_a_file_changed_while_it_is_sent_is_refused_as_digest_mismatch(
+    client: ArchiveClient, archive: InMemoryArchive, tmp_path: Path
 ) -> None:
-    archive.inject(
-        "Upload",
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "DIGEST_MISMATCH",
-        metadata={"expected": "aa", "actual": "bb"},
-    )
+    path = tmp_path / "report.pdf"
+    path.write_bytes(PDF)
+    changed = PDF[:4096] + PDF[4096:].replace(b"invoice", b"INVOICE")
+
+    def overwrite_after_the_first_chunk(sent: int) -> None:
+        if sent > 0 and path.read_bytes() == PDF:
+            path.write_bytes(changed)  # same size, other bytes, after hashing
+
     with pytest.raises(IntegrityError) as caught:
-        await client.upload(b"x", file_name="a.txt")
+        await client.upload(path, chunk_size=4096, on_progress=overwrite_after_the_first_chunk)
     assert isinstance(caught.value, DigestMismatch) and isinstance(caught.value, InvalidArgument)
-    assert (caught.value.expected, caught.value.actual) == ("aa", "bb")
+    assert caught.value.expected == hashlib.sha256(PDF).hexdigest()  # announced in the header
+    assert caught.value.actual == hashlib.sha256(changed).hexdigest()  # what arrived
+    assert archive.deposits() == []
 
 
 async def test_a_refused_token_is_reported_even_in_the_middle_of_a_large_upload(
-    server: FakeArchiveServer, token: str
+    archive: InMemoryArchive,
 ) -> None:
-    async with ArchiveClient(make_config(server, "arc_unknown_token")) as stranger:
+    async with ArchiveClient(archive.config("arc_unknown_token")) as stranger:
         for _ in range(5):  # the server may refuse while chunks are still being written
             with pytest.raises(Unauthenticated):
                 await stranger.upload(b"x" * (8 * 1024 * 1024), file_name="big.bin")
 
 
 async def test_a_failing_source_raises_its_own_error_and_stores_nothing(
-    client: ArchiveClient, archive: FakeArchive
+    client: ArchiveClient, archive: InMemoryArchive
 ) -> None:
+    archive.calls.clear()
+
     async def broken() -> AsyncIterator[bytes]:
         yield b"first part"
         raise OSError("disk read failed")
 
     with pytest.raises(OSError, match="disk read failed"):
         await client.upload(broken(), file_name="a.txt")
-    assert archive.document_count("acme") == 0
+    assert archive.deposits() == []
     assert archive.calls == []  # spooled first: a broken source never reaches the archive
 
 
@@ -201,7 +216,7 @@ async def test_a_failing_source_raises_its_own_error_and_stores_nothing(
 
 
 async def test_list_documents_follows_pages_newest_first(
-    client: ArchiveClient, archive: FakeArchive
+    client: ArchiveClient, archive: InMemoryArchive
 ) -> None:
     ids = [
         (await client.upload(f"doc {n}".encode(), file_name=f"{n}.txt")).document_id
@@ -212,7 +227,7 @@ async def test_list_documents_follows_pages_newest_first(
     listed = [info.document_id async for info in client.list_documents(page_size=3)]
 
     assert listed == list(reversed(ids))
-    assert archive.calls.count("ListDocuments") == 3
+    assert archive.calls == ["ListDocuments"] * 3
     first = await client.list_page(page_size=3)
     assert len(first.documents) == 3 and first.next_page_token
     last = await client.list_page(page_size=10)
@@ -254,17 +269,18 @@ async def test_download_writes_verified_content_and_no_temporary_file(
         assert b"".join([chunk async for chunk in download]) == PDF
 
 
-async def test_corrupted_content_raises_integrity_error_and_leaves_no_file(
-    client: ArchiveClient, archive: FakeArchive, tmp_path: Path
+async def test_damaged_content_raises_integrity_error_and_leaves_no_file(
+    client: ArchiveClient, archive: InMemoryArchive, tmp_path: Path
 ) -> None:
     receipt = await client.upload(PDF, file_name="invoice.pdf")
-    archive.corrupt_downloads = True
+    archive.rot(receipt.document_id)  # the archive's copy, not the bytes on the wire
     dest = tmp_path / "copy.pdf"
 
     with pytest.raises(IntegrityError) as caught:
         await client.download(receipt.document_id, dest)
 
-    assert caught.value.expected == receipt.sha256
+    assert caught.value.code is grpc.StatusCode.DATA_LOSS
+    assert caught.value.reason == "CONTENT_DAMAGED"
     assert list(tmp_path.iterdir()) == []
     dest.write_bytes(b"previous")  # an existing file is not replaced by bad content
     with pytest.raises(IntegrityError):
@@ -274,56 +290,68 @@ async def test_corrupted_content_raises_integrity_error_and_leaves_no_file(
         await client.download_bytes(receipt.document_id)
 
 
-async def test_a_download_interrupted_by_unavailability_is_retried(
-    client: ArchiveClient, archive: FakeArchive, tmp_path: Path
+async def test_a_download_refused_while_the_store_is_unavailable_is_retried(
+    client: ArchiveClient, archive: InMemoryArchive, tmp_path: Path
 ) -> None:
     receipt = await client.upload(PDF, file_name="invoice.pdf")
-    archive.inject("Download", grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE", times=2)
+    archive.store.fail_appends(2)  # the access cannot be recorded, so nothing is served
+    archive.calls.clear()
 
     await client.download(receipt.document_id, tmp_path / "copy.pdf")
 
     assert (tmp_path / "copy.pdf").read_bytes() == PDF
-    assert archive.calls.count("Download") == 3
+    assert archive.calls == ["Download"] * 3
 
 
 # ---- errors ----
 
 
 async def test_invalid_argument_carries_field_violations_and_correlation_id(
-    client: ArchiveClient, archive: FakeArchive
+    client: ArchiveClient, archive: InMemoryArchive
 ) -> None:
     with pytest.raises(InvalidArgument) as caught:
         await client.get_document("not-a-uuid")
     error = caught.value
     assert error.code is grpc.StatusCode.INVALID_ARGUMENT
     assert error.reason == "INVALID_ARGUMENT"
-    assert error.field_violations == (("document_id.value", "a UUID in canonical text form"),)
+    [(field, description)] = error.field_violations
+    assert field == "document_id.value" and "UUID" in description
     assert error.correlation_id == archive.correlation_ids[-1]  # the id the client sent
 
 
+@pytest.mark.archive_settings(max_document_bytes=10)
 async def test_error_types_from_real_server_answers(
-    server: FakeArchiveServer, client: ArchiveClient, archive: FakeArchive
+    archive: InMemoryArchive, client: ArchiveClient
 ) -> None:
     with pytest.raises(NotFound) as not_found:
         await client.get_document(str(uuid.uuid4()))
     assert not_found.value.reason == "DOCUMENT_NOT_FOUND"
 
-    async with ArchiveClient(make_config(server, "arc_unknown_token")) as stranger:
+    async with ArchiveClient(archive.config("arc_unknown_token")) as stranger:
         with pytest.raises(Unauthenticated):
             await stranger.whoami()
-    async with ArchiveClient(make_config(server, OPERATOR_TOKEN)) as operator:
+    async with ArchiveClient(archive.config(archive.operator_token)) as operator:
         with pytest.raises(PermissionDenied):
             await operator.whoami()
 
     await client.create_tenant("globex")
     with pytest.raises(AlreadyExists) as exists:
         await client.create_tenant("globex")
-    assert exists.value.metadata["tenant"] == "globex"
+    assert exists.value.reason == "TENANT_ALREADY_EXISTS"
 
-    archive.max_size_bytes = 10
     with pytest.raises(ResourceExhausted) as too_large:
         await client.upload(b"x" * 100, file_name="big.bin")
     assert too_large.value.reason == "BLOB_TOO_LARGE"
+
+
+def rpc_error(code: grpc.StatusCode, reason: str, message: str) -> grpc.aio.AioRpcError:
+    """A failed call as grpc hands it over, with the details our servers attach."""
+    status = status_pb2.Status(code=code.value[0], message=message)
+    info = error_details_pb2.ErrorInfo(reason=reason, metadata={"correlation_id": "c-1"})
+    status.details.add().Pack(info)
+    status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=Duration(seconds=0)))
+    trailing = grpc.aio.Metadata(("grpc-status-details-bin", status.SerializeToString()))
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, details=message)
 
 
 @pytest.mark.parametrize(
@@ -338,29 +366,27 @@ async def test_error_types_from_real_server_answers(
         (grpc.StatusCode.ABORTED, Conflict),
         (grpc.StatusCode.UNAVAILABLE, Unavailable),
         (grpc.StatusCode.UNIMPLEMENTED, Unimplemented),
+        (grpc.StatusCode.DATA_LOSS, IntegrityError),
         (grpc.StatusCode.INTERNAL, ArchiveError),
     ],
 )
-async def test_each_status_code_maps_to_its_exception(
-    client: ArchiveClient,
-    archive: FakeArchive,
-    code: grpc.StatusCode,
-    expected: type[ArchiveError],
+def test_each_status_code_maps_to_its_exception(
+    code: grpc.StatusCode, expected: type[ArchiveError]
 ) -> None:
-    archive.inject("WhoAmI", code, f"REASON_{code.name}", "what happened", times=10, retry_delay=0)
-    with pytest.raises(expected) as caught:
-        await client.whoami()
-    assert type(caught.value) is expected
-    assert caught.value.code is code
-    assert caught.value.reason == f"REASON_{code.name}"
-    assert str(caught.value) == "what happened"
-    assert caught.value.retry_delay == 0
+    error = error_from_rpc(rpc_error(code, f"REASON_{code.name}", "what happened"))
+    assert type(error) is expected
+    assert error.code is code
+    assert error.reason == f"REASON_{code.name}"
+    assert str(error) == "what happened"
+    assert error.retry_delay == 0
+    assert error.correlation_id == "c-1"
 
 
 async def test_calls_without_the_needed_token_fail_before_sending(
-    server: FakeArchiveServer, archive: FakeArchive
+    archive: InMemoryArchive,
 ) -> None:
-    async with ArchiveClient(make_config(server, None, operator_token=None)) as client:
+    archive.calls.clear()
+    async with ArchiveClient(archive.config(None, operator_token=None)) as client:
         with pytest.raises(ConfigurationError, match="ARCHIVE_TOKEN"):
             await client.whoami()
         with pytest.raises(ConfigurationError, match="ARCHIVE_OPERATOR_TOKEN"):
@@ -372,7 +398,7 @@ async def test_calls_without_the_needed_token_fail_before_sending(
 
 
 async def test_tenant_administration_round_trip(
-    server: FakeArchiveServer, client: ArchiveClient
+    archive: InMemoryArchive, client: ArchiveClient
 ) -> None:
     assert (await client.whoami()).tenant == "acme"
 
@@ -380,7 +406,7 @@ async def test_tenant_administration_round_trip(
     assert first.tenant == "globex" and first.token.startswith(f"arc_{first.token_id}_")
     assert first.token not in repr(first)
     second = await client.issue_token("globex", "backup job")
-    async with ArchiveClient(make_config(server, second.token)) as globex:
+    async with ArchiveClient(archive.config(second.token)) as globex:
         identity = await globex.whoami()
         assert (identity.tenant, identity.token_id) == ("globex", second.token_id)
         await client.revoke_token("globex", second.token_id)

@@ -115,7 +115,8 @@ class Unimplemented(ArchiveError):
 
 class IntegrityError(ArchiveError):
     """Content does not match its digest or size. Raised by the client when it checks a
-    download or a receipt itself; `expected` and `actual` say what differed."""
+    download or a receipt itself (`expected` and `actual` say what differed), and for the
+    archive's DATA_LOSS (reason CONTENT_DAMAGED): its stored copy failed its own check."""
 
     def __init__(self, message: str, *, expected: str = "", actual: str = "", **kwargs: Any):
         super().__init__(message, **kwargs)
@@ -141,6 +142,7 @@ _BY_CODE: Final[dict[grpc.StatusCode, type[ArchiveError]]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.FAILED_PRECONDITION: NotReady,
     grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
+    grpc.StatusCode.DATA_LOSS: IntegrityError,
 }
 
 # Codes on which repeating the very same request is safe and may succeed.
