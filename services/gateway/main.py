@@ -41,6 +41,8 @@ HEALTH_INTERVAL_VARIABLE: Final = "ARCHIVE_GATEWAY_HEALTH_INTERVAL"
 DEFAULT_HEALTH_INTERVAL: Final = 2.0
 _SERVING: Final = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING: Final = health_pb2.HealthCheckResponse.NOT_SERVING
+# Health.Check by its path: the stubs of grpc_health's HealthStub name none of its methods.
+_HEALTH_CHECK_METHOD: Final = f"/{HEALTH_SERVICE}/Check"
 
 
 class Gateway:
@@ -143,10 +145,14 @@ class Gateway:
 
     async def _check(self, service: str) -> int:
         backend = self.proxy.backends[self.routes[service]]
-        stub = health_pb2_grpc.HealthStub(backend.channel)
+        check = backend.channel.unary_unary(
+            _HEALTH_CHECK_METHOD,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
         timeout = max(0.2, min(1.0, self.health_interval))
         try:
-            response = await stub.Check(
+            response = await check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout
             )
         except grpc.aio.AioRpcError:

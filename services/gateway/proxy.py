@@ -130,14 +130,14 @@ class ProxyHandler(grpc.GenericRpcHandler):
         self._method_kinds = method_kinds
         self._handlers: dict[str, Handler] = {}
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler:
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
         method: str = handler_call_details.method
         handler = self._handlers.get(method)
         if handler is not None:
             return handler
         service = service_of(method)
         if service in self._local:
-            return None  # type: ignore[return-value]  # served by the gateway itself
+            return None  # served by the gateway itself
         backend = self._by_service.get(service)
         if backend is None:
             return grpc.stream_stream_rpc_method_handler(

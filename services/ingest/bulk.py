@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Final
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, Final
 
 from archive.eventstore import StoreUnavailable
 from archive.grpcserver import InvalidArgument, current_correlation_id
@@ -26,7 +26,7 @@ FEED_BUFFER_BYTES: Final = 256 * 1024
 
 Deposit = Callable[
     [ingest_pb2.UploadHeader, AsyncIterator[ingest_pb2.UploadRequest]],
-    Awaitable[ingest_pb2.DepositReceipt],
+    Coroutine[Any, Any, ingest_pb2.DepositReceipt],
 ]
 
 
@@ -73,6 +73,11 @@ class _DocumentFeed:
                 return
 
 
+def _closing(feed: _DocumentFeed) -> Callable[[object], None]:
+    """A done-callback closing `feed` (bound here: the reader moves on to the next feed)."""
+    return lambda _task: feed.close()
+
+
 class _ReadFailed:
     """Reading the stream stopped on an error (broken framing, a failing connection): it ends
     the call once the documents queued before it are answered."""
@@ -108,7 +113,7 @@ async def deposit_many(
                         )
                     feed = _DocumentFeed()
                     task = asyncio.create_task(deposit(message.header, feed.messages()))
-                    task.add_done_callback(lambda _t, f=feed: f.close())
+                    task.add_done_callback(_closing(feed))
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
                     await pending.put(task)

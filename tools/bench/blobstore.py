@@ -300,7 +300,7 @@ async def bench(
                 samples[name].append(await _phase(name, root, docs, concurrency))
                 await asyncio.to_thread(shutil.rmtree, root)
     results = {name: _median_sample(samples[name]) for name in PHASES}
-    rate = {k: v["blobs_per_s"] for k, v in results.items()}
+    rate: dict[str, float] = {k: v["blobs_per_s"] for k, v in results.items()}
 
     def ratio(a: str, b: str) -> float:
         return round(rate[a] / rate[b], 3)

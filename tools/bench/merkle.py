@@ -62,7 +62,7 @@ def _measure_ours(
 
     inclusion: list[list[bytes]] = []
     seconds["inclusion_prove"] = _timed(
-        lambda: [inclusion.append(tree.inclusion_proof(i)) for i in indexes]
+        lambda: inclusion.extend(tree.inclusion_proof(i) for i in indexes)
     )
     leaf_hashes = [tree.leaf_hash(i) for i in indexes]
 
@@ -74,11 +74,11 @@ def _measure_ours(
 
     consistency: list[list[bytes]] = []
     seconds["consistency_prove"] = _timed(
-        lambda: [consistency.append(tree.consistency_proof(m)) for m in earlier_sizes]
+        lambda: consistency.extend(tree.consistency_proof(m) for m in earlier_sizes)
     )
     earlier_roots: list[bytes] = []
     seconds["root_at_size"] = _timed(
-        lambda: [earlier_roots.append(tree.root(m)) for m in earlier_sizes]
+        lambda: earlier_roots.extend(tree.root(m) for m in earlier_sizes)
     )
 
     def verify_all_consistency() -> None:
@@ -104,7 +104,7 @@ def _measure_pymerkle(
     # pymerkle counts leaves from 1 and puts the leaf hash first in its inclusion paths.
     inclusion: list[Any] = []
     seconds["inclusion_prove"] = _timed(
-        lambda: [inclusion.append(theirs.prove_inclusion(i + 1)) for i in indexes]
+        lambda: inclusion.extend(theirs.prove_inclusion(i + 1) for i in indexes)
     )
     for ours, their_proof in zip(our_inclusion[:200], inclusion[:200], strict=False):
         assert their_proof.path[1:] == ours, "pymerkle disagrees on an inclusion path"
@@ -117,7 +117,7 @@ def _measure_pymerkle(
     seconds["inclusion_verify"] = _timed(verify_all_inclusion)
     consistency: list[Any] = []
     seconds["consistency_prove"] = _timed(
-        lambda: [consistency.append(theirs.prove_consistency(m)) for m in earlier_sizes]
+        lambda: consistency.extend(theirs.prove_consistency(m) for m in earlier_sizes)
     )
     seconds["root_at_size"] = _timed(lambda: [theirs.get_root(m) for m in earlier_sizes])
 

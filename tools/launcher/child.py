@@ -146,12 +146,16 @@ class Child:
 
 def grpc_serving(child: Child, timeout: float = 0.5) -> bool:
     """gRPC health of the whole server ("") is SERVING."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1 import health_pb2
 
+    # By its path: the stubs of grpc_health's HealthStub name none of its methods.
+    check = child.grpc_channel().unary_unary(
+        "/grpc.health.v1.Health/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
     try:
-        response = health_pb2_grpc.HealthStub(child.grpc_channel()).Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=timeout
-        )
+        response = check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
     except grpc.RpcError:
         return False
     return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
@@ -178,12 +182,17 @@ _SCAFFOLDING: Final = frozenset(
 def served_services(child: Child, timeout: float = 5.0) -> set[str]:
     """The gRPC services a running child says it serves (server reflection), without the
     health and reflection services every server has."""
-    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2
 
-    stub = reflection_pb2_grpc.ServerReflectionStub(child.grpc_channel())
+    # By its path: the stubs of grpc_reflection's ServerReflectionStub leave it untyped.
+    reflection_info = child.grpc_channel().stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
     request = reflection_pb2.ServerReflectionRequest(list_services="")
     names: set[str] = set()
-    for response in stub.ServerReflectionInfo(iter([request]), timeout=timeout):
+    for response in reflection_info(iter([request]), timeout=timeout):
         names.update(s.name for s in response.list_services_response.service)
         break
     return names - _SCAFFOLDING

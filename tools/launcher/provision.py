@@ -113,9 +113,11 @@ class Provisioner:
 
     def _token_works(self, tenant_token: str) -> bool:
         def who_am_i(channel: grpc.Channel) -> tenancy_pb2.WhoAmIResponse:
-            return tenancy_pb2_grpc.TenancyStub(channel).WhoAmI(
+            # The generated stubs are untyped: the annotation says what the call returns.
+            response: tenancy_pb2.WhoAmIResponse = tenancy_pb2_grpc.TenancyStub(channel).WhoAmI(
                 tenancy_pb2.WhoAmIRequest(), metadata=bearer(tenant_token), timeout=5
             )
+            return response
 
         try:
             self._rpc(who_am_i)
@@ -128,19 +130,25 @@ class Provisioner:
     def _tenant_token(self, tenant: str) -> str:
         """Create the tenant and return its first token; a tenant that exists already (its
         archive.env was removed) gets a fresh token."""
-        admin = tenancy_pb2_grpc.TenantAdminStub
-
         def create(channel: grpc.Channel) -> tenancy_pb2.CreateTenantResponse:
             request = tenancy_pb2.CreateTenantRequest(
                 tenant=TenantId(value=tenant), display_name="Demo tenant (archive up)"
             )
-            return admin(channel).CreateTenant(request, metadata=bearer(self.token), timeout=10)
+            admin = tenancy_pb2_grpc.TenantAdminStub(channel)
+            response: tenancy_pb2.CreateTenantResponse = admin.CreateTenant(
+                request, metadata=bearer(self.token), timeout=10
+            )
+            return response
 
         def issue(channel: grpc.Channel) -> tenancy_pb2.IssueTokenResponse:
             request = tenancy_pb2.IssueTokenRequest(
                 tenant=TenantId(value=tenant), description="archive up (archive.env)"
             )
-            return admin(channel).IssueToken(request, metadata=bearer(self.token), timeout=10)
+            admin = tenancy_pb2_grpc.TenantAdminStub(channel)
+            response: tenancy_pb2.IssueTokenResponse = admin.IssueToken(
+                request, metadata=bearer(self.token), timeout=10
+            )
+            return response
 
         try:
             created = self._rpc(create)

@@ -269,7 +269,8 @@ class JetStreamEventStore(EventStore):
                 reply = await self._nc.request(
                     subject, payload, timeout=self._timeout, headers=headers
                 )
-                return json.loads(reply.data)
+                ack: dict[str, Any] = json.loads(reply.data)
+                return ack
         except nats.errors.NoRespondersError as exc:
             raise StoreUnavailable(f"no JetStream stream listens on {subject}") from exc
         except (TimeoutError, nats.errors.TimeoutError) as exc:
@@ -464,7 +465,7 @@ class _JetStreamSubscription(Subscription):
     def __init__(self, store: JetStreamEventStore, subject: str, after: int) -> None:
         self._reader = _PullReader(store, subject, after)
 
-    async def __aiter__(self) -> AsyncIterator[RecordedEvent]:  # type: ignore[override]
+    async def __aiter__(self) -> AsyncIterator[RecordedEvent]:
         async for event in self._reader.events(stop_at=None, poll=0.5):
             yield event
 

@@ -102,7 +102,7 @@ class _InMemorySubscription(Subscription):
         self._filter = filter
         self._closed = False
 
-    async def __aiter__(self) -> AsyncIterator[RecordedEvent]:  # type: ignore[override]
+    async def __aiter__(self) -> AsyncIterator[RecordedEvent]:
         store = self._store
         while not self._closed:
             if self._next_index < len(store._all):

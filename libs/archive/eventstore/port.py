@@ -10,12 +10,13 @@ Semantics every adapter shares (checked by tests/conformance/test_eventstore_con
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final, TypeVar
+from typing import Final, TypedDict, TypeVar, Unpack
 
 from google.protobuf import symbol_database
 from google.protobuf.message import Message
@@ -46,6 +47,16 @@ ANY: Final = _Sentinel("ANY")  # no concurrency check
 ExpectedVersion = int | _Sentinel  # an int: the stream's last version must be exactly this
 
 
+class _EventFields(TypedDict, total=False):
+    """The fields of a NewEvent besides its type and data (NewEvent.of's keywords)."""
+
+    event_id: str
+    causation_id: str
+    correlation_id: str
+    trace_context: Mapping[str, str]
+    metadata: Mapping[str, str]
+
+
 @dataclass(frozen=True)
 class NewEvent:
     type: str
@@ -57,12 +68,12 @@ class NewEvent:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, message: Message, **kwargs: object) -> NewEvent:
+    def of(cls, message: Message, **kwargs: Unpack[_EventFields]) -> NewEvent:
         """Wrap a domain event message; its type is its protobuf full name."""
         return cls(
             type=message.DESCRIPTOR.full_name,
             data=message.SerializeToString(deterministic=True),
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
 
     def size(self) -> int:
@@ -99,7 +110,8 @@ class RecordedEvent:
         message.ParseFromString(self.data)
         return message
 
-    def decode_as(self, cls: type[_M]) -> _M:
+    # `builtins.type`: the field `type` above shadows the builtin inside this class.
+    def decode_as(self, cls: builtins.type[_M]) -> _M:
         """The domain event as the message type the caller expects; InvalidEvent when the
         stored event is of another type (a stream holding what it should not)."""
         if cls.DESCRIPTOR.full_name != self.type:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
+
+if TYPE_CHECKING:
+    # The stubs make RpcMethodHandler generic; at run time it is a plain class.
+    Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
 
 # behaviour(request_or_iterator, context)
 Behavior = Callable[[Any, Any], Any]
@@ -24,17 +28,22 @@ StreamWrapper = Callable[
 ]
 
 
-def behavior_of(handler: grpc.RpcMethodHandler) -> Behavior:
+def behavior_of(handler: Handler) -> Behavior:
+    behavior: Behavior | None
     if handler.request_streaming and handler.response_streaming:
-        return handler.stream_stream
-    if handler.request_streaming:
-        return handler.stream_unary
-    if handler.response_streaming:
-        return handler.unary_stream
-    return handler.unary_unary
+        behavior = handler.stream_stream
+    elif handler.request_streaming:
+        behavior = handler.stream_unary
+    elif handler.response_streaming:
+        behavior = handler.unary_stream
+    else:
+        behavior = handler.unary_unary
+    if behavior is None:
+        raise ValueError("a method handler without the behaviour of its own streaming kind")
+    return behavior
 
 
-def same_kind(handler: grpc.RpcMethodHandler, behavior: Behavior) -> grpc.RpcMethodHandler:
+def same_kind(handler: Handler, behavior: Behavior) -> Handler:
     """A handler of `handler`'s kind and serializers running `behavior`."""
     if handler.request_streaming and handler.response_streaming:
         factory = grpc.stream_stream_rpc_method_handler
@@ -52,8 +61,8 @@ def same_kind(handler: grpc.RpcMethodHandler, behavior: Behavior) -> grpc.RpcMet
 
 
 def wrap_handler(
-    handler: grpc.RpcMethodHandler, unary: UnaryWrapper, stream: StreamWrapper
-) -> grpc.RpcMethodHandler:
+    handler: Handler, unary: UnaryWrapper, stream: StreamWrapper
+) -> Handler:
     behavior = behavior_of(handler)
     if handler.response_streaming and inspect.isasyncgenfunction(behavior):
         return same_kind(handler, stream(behavior))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 import grpc.aio
@@ -26,6 +26,9 @@ from archive.config import Secret
 from archive.grpcserver._handlers import same_kind, wrap_handler
 from archive.grpcserver.errors import PermissionDenied, Unauthenticated, abort_with_error
 from archive.tenancy.registry import OPERATOR, Principal, TenantRegistry, TokenCheck
+
+if TYPE_CHECKING:
+    from archive.grpcserver._handlers import Handler
 
 PUBLIC_METHOD_PREFIXES: Final = (
     "/grpc.health.v1.Health/",
@@ -72,9 +75,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method.startswith(self._public_prefixes):
@@ -142,9 +145,7 @@ def _bearer_token(metadata: Sequence[tuple[str, Any]] | None) -> str:
     return token
 
 
-def _rejecting(
-    handler: grpc.RpcMethodHandler, exc: Exception, method: str
-) -> grpc.RpcMethodHandler:
+def _rejecting(handler: Handler, exc: Exception, method: str) -> Handler:
     """A handler of the method's own kind that ends the call with `exc`'s status, without
     reading the request stream."""
     if handler.response_streaming:
@@ -161,7 +162,7 @@ def _rejecting(
     return same_kind(handler, reject)
 
 
-def _as_principal(handler: grpc.RpcMethodHandler, principal: Principal) -> grpc.RpcMethodHandler:
+def _as_principal(handler: Handler, principal: Principal) -> Handler:
     """Runs the method with `principal` in the context, and names it on the server span."""
 
     def enter() -> contextvars.Token[Principal | None]:

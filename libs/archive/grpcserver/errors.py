@@ -17,11 +17,12 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import grpc
 import grpc.aio
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -43,6 +44,9 @@ from archive.tenancy.errors import (
     TenantNotFound,
     TokenNotFound,
 )
+
+if TYPE_CHECKING:
+    from archive.grpcserver._handlers import Handler
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +313,9 @@ def status_proto_for(exc: BaseException, correlation_id: str) -> status_pb2.Stat
         message = rule.public_message or str(exc) or reason.lower().replace("_", " ")
         metadata = _safe_metadata(exc)
     metadata["correlation_id"] = correlation_id
-    details = [error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)]
+    details: list[Message] = [
+        error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
+    ]
     violations: Sequence[tuple[str, str]] = getattr(exc, "field_violations", ()) if rule else ()
     if violations:
         details.append(
@@ -371,12 +377,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
-            return None  # type: ignore[return-value]  # unknown method: UNIMPLEMENTED
+            return None  # unknown method: UNIMPLEMENTED
         method = handler_call_details.method
         incoming = _incoming_correlation_id(handler_call_details.invocation_metadata)
 

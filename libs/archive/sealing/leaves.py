@@ -100,7 +100,9 @@ def event_data(event: RecordedEvent) -> dict[str, Any]:
     message: Message = cls.FromString(event.data)
     if isinstance(message, events_pb2.DocumentIngested):
         return _document_ingested(message)
-    return _simplify(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    plain: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    # An event is never itself an id wrapper or a digest: only its fields are simplified.
+    return {key: _simplify(value) for key, value in plain.items()}
 
 
 def leaf_document(event: RecordedEvent) -> dict[str, Any]:
