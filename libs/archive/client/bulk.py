@@ -4,6 +4,8 @@
     async for outcome in archive.upload_many(items):
         print(outcome.index, outcome.receipt or outcome.error)
 
+(`ArchiveClient.upload_many`; the run itself is a `BulkUpload`.)
+
 The same safety rules as `ArchiveClient.upload`, per document: an idempotency key on every
 document (generated when none is given), the SHA-256 announced in its header and checked
 against the receipt. When a stream breaks (UNAVAILABLE, DEADLINE_EXCEEDED, or grpc losing the
@@ -25,11 +27,12 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import grpc
 import grpc.aio
 
+from archive.client.config import ClientConfig
 from archive.client.errors import (
     RETRYABLE_CODES,
     ArchiveError,
@@ -40,9 +43,6 @@ from archive.client.errors import (
 )
 from archive.client.models import Receipt, ScanProvenance
 from archive.v1 import ingest_pb2, ingest_pb2_grpc
-
-if TYPE_CHECKING:
-    from archive.client.client import ArchiveClient
 
 DEFAULT_STREAMS: Final = 4
 _LOST_STATUS_RETRIES: Final = 16
@@ -78,176 +78,254 @@ class UploadOutcome:
         return self.receipt is not None
 
 
+Metadata = tuple[tuple[str, str], ...]
+MetadataFactory = Callable[[str], Metadata]  # correlation id -> the call's headers
+
+
 @dataclass
 class _Pending:
     index: int
     item: UploadItem
     key: str
     file_name: str
-    attempts: int = 0
     sha256: str = ""
     size: int = 0
+    sends: int = 0  # times it went out on a stream
+    free_resends: int = 0  # of those, resent because grpc lost the stream's status
+
+    @property
+    def attempts(self) -> int:
+        """Sends that count against `max_attempts`: a lost status is not the archive's
+        answer, so asking again does not use one up."""
+        return self.sends - self.free_resends
 
 
 class _Exhausted(Exception):
     pass
 
 
-async def upload_many(
-    client: ArchiveClient,
-    items: Iterable[UploadItem] | AsyncIterable[UploadItem],
-    *,
-    streams: int = DEFAULT_STREAMS,
-    chunk_size: int,
-    on_progress: Callable[[int], None] | None = None,
-) -> AsyncIterator[UploadOutcome]:
-    """See `ArchiveClient.upload_many`."""
-    source = _Source(items)
-    lost_statuses = [0]  # streams whose status grpc lost, in this whole run
-    outcomes: asyncio.Queue[UploadOutcome | None] = asyncio.Queue()
-    config = client.config
+class BulkUpload:
+    """One `upload_many` run over `channel`, each UploadMany call with the headers
+    `metadata(correlation_id)` gives (the token among them).
 
-    def finish(outcome: UploadOutcome) -> None:
-        outcomes.put_nowait(outcome)
+    State shared by its streams: the items not taken yet (`_source`), those to send again
+    (`_retries`: unanswered when a stream stopped, or answered UNAVAILABLE), the outcomes
+    ready for the caller, and how many streams had their status lost by grpc (bounded for
+    the whole run). Each stream's own state is a `_Stream`."""
 
-    async def one_stream(retries: collections.deque[_Pending]) -> None:
-        """Send documents until there are none left; answered ones become outcomes, the
-        unanswered ones of a broken stream go back to `retries`."""
-        sent: list[_Pending] = []
-        preparing: list[_Pending] = []  # taken from the source, not yet sent
-        local_error: list[BaseException] = []
-        correlation_id = uuid.uuid4().hex
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        metadata: MetadataFactory,
+        config: ClientConfig,
+        items: Iterable[UploadItem] | AsyncIterable[UploadItem],
+        *,
+        streams: int = DEFAULT_STREAMS,
+        chunk_size: int,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.stub = ingest_pb2_grpc.IngestStub(channel)
+        self.metadata = metadata
+        self.config = config
+        self.chunk_size = chunk_size
+        self.on_progress = on_progress
+        self._streams = streams
+        self._source = _Source(items)
+        self._retries: collections.deque[_Pending] = collections.deque()
+        self._outcomes: asyncio.Queue[UploadOutcome | None] = asyncio.Queue()
+        self._lost_statuses = 0
 
-        async def requests() -> AsyncIterator[ingest_pb2.UploadRequest]:
-            # grpc runs this in its own task and swallows what it raises: a bad item is kept
-            # here, the stream is ended cleanly, and the error raised once it is drained.
-            while True:
-                try:
-                    pending = await source.next(retries)
-                except _Exhausted:
-                    return
-                except Exception as exc:
-                    local_error.append(exc)
-                    return
-                preparing.append(pending)  # if the stream is cancelled now, it is not lost
-                try:
-                    await asyncio.to_thread(_measure, pending)
-                except OSError as exc:
-                    preparing.clear()
-                    error = ArchiveError(f"{pending.file_name}: {exc.strerror or exc}")
-                    error.idempotency_key = pending.key
-                    finish(UploadOutcome(pending.index, pending.item, error=error))
-                    continue
-                preparing.clear()
-                pending.attempts += 1
-                sent.append(pending)
-                yield ingest_pb2.UploadRequest(header=_header(pending))
-                async for chunk in _chunks(pending, chunk_size):
-                    yield ingest_pb2.UploadRequest(chunk=chunk)
-                yield ingest_pb2.UploadRequest(end=ingest_pb2.UploadEnd(size_bytes=pending.size))
-
-        call = ingest_pb2_grpc.IngestStub(client._open()).UploadMany(
-            requests(),
-            metadata=client._metadata(config.tenant_token(), correlation_id),
-            timeout=config.transfer_timeout,
-        )
-        answered = 0
+    async def outcomes(self) -> AsyncIterator[UploadOutcome]:
+        """One outcome per item, as each is answered; raises what stopped the run (a bad
+        item, say) once the outcomes before it are out."""
+        runner = asyncio.create_task(self._run())
         try:
-            async for result in call:
-                pending = sent[result.index]
-                answered = result.index + 1
-                outcome = _outcome(pending, result, correlation_id)
-                if (
-                    outcome.error is not None
-                    and outcome.error.code in RETRYABLE_CODES
-                    and pending.attempts < config.max_attempts
-                ):
-                    retries.append(pending)  # e.g. the event store was briefly unavailable
-                    continue
-                if outcome.receipt is not None and on_progress is not None:
-                    on_progress(outcome.receipt.size)
-                finish(outcome)
-        except grpc.aio.AioRpcError as rpc_error:
-            error = error_from_rpc(rpc_error, correlation_id)
-            retries.extend(preparing)  # taken but never sent: nothing to answer for them
-            preparing.clear()
-            if server_status_lost(rpc_error) and lost_statuses[0] < _LOST_STATUS_RETRIES:
-                # grpc lost the server's answer (see server_status_lost): the server refused
-                # the stream before these documents were complete; asking again brings the
-                # real answer, and does not use up the documents' attempts.
-                lost_statuses[0] += 1
-                for pending in sent[answered:]:
-                    pending.attempts -= 1
-                    retries.append(pending)
-                return
-            retryable = error.code in RETRYABLE_CODES
-            for pending in sent[answered:]:
-                if retryable and pending.attempts < config.max_attempts:
-                    retries.append(pending)
-                else:
-                    finish(UploadOutcome(pending.index, pending.item, error=_for(error, pending)))
-            if not retryable:
-                raise error from rpc_error
-            await asyncio.sleep(
-                max(config.initial_backoff * random.uniform(0.5, 1.0), error.retry_delay or 0)
-            )
-        except asyncio.CancelledError:
-            # They get the outcome of whatever stopped us.
-            retries.extend([*sent[answered:], *preparing])
-            raise
-        for pending in sent[answered:]:  # the server ended the stream without answering them
-            if pending.attempts < config.max_attempts:
-                retries.append(pending)
-            else:
-                error = ArchiveError(
-                    "the archive ended the stream without answering this document",
-                    correlation_id=correlation_id,
-                )
-                finish(UploadOutcome(pending.index, pending.item, error=_for(error, pending)))
-        if local_error:
-            raise local_error[0]
+            while (outcome := await self._outcomes.get()) is not None:
+                yield outcome
+            await runner
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
 
-    async def worker(retries: collections.deque[_Pending]) -> None:
-        while not source.done(retries):
-            await one_stream(retries)
-            if retries:
-                await asyncio.sleep(config.initial_backoff * random.uniform(0.5, 1.0))
+    # ---- for the streams ----
 
-    async def run() -> None:
-        retries: collections.deque[_Pending] = collections.deque()
-        workers = [asyncio.create_task(worker(retries)) for _ in range(streams)]
+    async def take(self) -> _Pending:
+        """The next item to send: a retry first, else a new one (_Exhausted: none left)."""
+        return await self._source.next(self._retries)
+
+    def send_again(self, pending: _Pending) -> None:
+        self._retries.append(pending)
+
+    def may_send_again(self, pending: _Pending) -> bool:
+        return pending.attempts < self.config.max_attempts
+
+    def finish(self, pending: _Pending, *, error: ArchiveError) -> None:
+        self.done(UploadOutcome(pending.index, pending.item, error=error.for_key(pending.key)))
+
+    def done(self, outcome: UploadOutcome) -> None:
+        if outcome.receipt is not None and self.on_progress is not None:
+            self.on_progress(outcome.receipt.size)
+        self._outcomes.put_nowait(outcome)
+
+    def status_lost(self) -> bool:
+        """Whether a stream whose status grpc lost may ask again (see server_status_lost)."""
+        if self._lost_statuses >= _LOST_STATUS_RETRIES:
+            return False
+        self._lost_statuses += 1
+        return True
+
+    # ---- running ----
+
+    async def _run(self) -> None:
+        workers = [asyncio.create_task(self._worker()) for _ in range(self._streams)]
         try:
             await asyncio.gather(*workers)
         except ArchiveError as error:
             # A refusal of a whole stream (a revoked token, say) is every document's.
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            async for pending in source.rest(retries):
-                finish(UploadOutcome(pending.index, pending.item, error=_for(error, pending)))
+            await _cancel(workers)
+            async for pending in self._source.rest(self._retries):
+                self.finish(pending, error=error)
         finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            outcomes.put_nowait(None)
+            await _cancel(workers)
+            self._outcomes.put_nowait(None)
 
-    runner = asyncio.create_task(run())
-    try:
-        while (outcome := await outcomes.get()) is not None:
-            yield outcome
-        await runner  # raises what stopped it: a bad item, say
-    finally:
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
+    async def _worker(self) -> None:
+        while not self._source.done(self._retries):
+            await _Stream(self).run()
+            if self._retries:
+                await asyncio.sleep(self.config.initial_backoff * random.uniform(0.5, 1.0))
 
 
-def _for(error: ArchiveError, pending: _Pending) -> ArchiveError:
-    copy = type(error).__new__(type(error))
-    copy.__dict__.update(error.__dict__)
-    copy.args = error.args
-    copy.idempotency_key = pending.key
-    return copy
+class _Stream:
+    """One UploadMany call. Answers name documents by their place on the stream, so `sent`
+    keeps them in order and `answered` counts those answered; `preparing` is the item taken
+    but not yet sent (being hashed). A failure of the items themselves (not of the call) is
+    kept in `item_error`: grpc runs the request iterator in its own task and swallows what
+    it raises."""
+
+    def __init__(self, upload: BulkUpload) -> None:
+        self.upload = upload
+        self.correlation_id = uuid.uuid4().hex
+        self.sent: list[_Pending] = []
+        self.answered = 0
+        self.preparing: _Pending | None = None
+        self.item_error: Exception | None = None
+
+    @property
+    def unanswered(self) -> list[_Pending]:
+        return self.sent[self.answered :]
+
+    async def run(self) -> None:
+        """Send documents until there are none left. Answered ones become outcomes; when the
+        stream stops, the unanswered ones are sent again (on another stream) or, once out of
+        attempts, get the error."""
+        upload = self.upload
+        config = upload.config
+        call = upload.stub.UploadMany(
+            self._requests(),
+            metadata=upload.metadata(self.correlation_id),
+            timeout=config.transfer_timeout,
+        )
+        try:
+            async for result in call:
+                self._answer(result)
+        except grpc.aio.AioRpcError as rpc_error:
+            await self._broken(rpc_error)
+            return
+        except asyncio.CancelledError:
+            # They get the outcome of whatever stopped us.
+            for pending in self._take_back():
+                upload.send_again(pending)
+            raise
+        for pending in self._take_back():  # the server ended the stream without answering
+            if upload.may_send_again(pending):
+                upload.send_again(pending)
+            else:
+                error = ArchiveError(
+                    "the archive ended the stream without answering this document",
+                    correlation_id=self.correlation_id,
+                )
+                upload.finish(pending, error=error)
+        if self.item_error is not None:
+            raise self.item_error
+
+    def _answer(self, result: ingest_pb2.UploadManyResult) -> None:
+        pending = self.sent[result.index]
+        self.answered = result.index + 1
+        outcome = _outcome(pending, result, self.correlation_id)
+        retryable = outcome.error is not None and outcome.error.code in RETRYABLE_CODES
+        if retryable and self.upload.may_send_again(pending):
+            self.upload.send_again(pending)  # e.g. the event store was briefly unavailable
+        else:
+            self.upload.done(outcome)
+
+    async def _broken(self, rpc_error: grpc.aio.AioRpcError) -> None:
+        upload = self.upload
+        error = error_from_rpc(rpc_error, self.correlation_id)
+        if self.preparing is not None:  # taken but never sent: nothing to answer for it
+            upload.send_again(self.preparing)
+            self.preparing = None
+        unanswered = self._take_back()
+        if server_status_lost(rpc_error) and upload.status_lost():
+            # The server refused the stream before these documents were complete; asking
+            # again brings its real answer.
+            for pending in unanswered:
+                pending.free_resends += 1
+                upload.send_again(pending)
+            return
+        retryable = error.code in RETRYABLE_CODES
+        for pending in unanswered:
+            if retryable and upload.may_send_again(pending):
+                upload.send_again(pending)
+            else:
+                upload.finish(pending, error=error)
+        if not retryable:
+            raise error from rpc_error
+        delay = upload.config.initial_backoff * random.uniform(0.5, 1.0)
+        await asyncio.sleep(max(delay, error.retry_delay or 0))
+
+    def _take_back(self) -> list[_Pending]:
+        """The unanswered documents and the one being prepared: none of them is answered
+        for by this stream any more."""
+        back = [*self.unanswered, *([self.preparing] if self.preparing else [])]
+        self.answered = len(self.sent)
+        self.preparing = None
+        return back
+
+    async def _requests(self) -> AsyncIterator[ingest_pb2.UploadRequest]:
+        # A bad item is kept, the stream ended cleanly, and the error raised once it is
+        # drained (grpc would swallow it).
+        while True:
+            try:
+                pending = await self.upload.take()
+            except _Exhausted:
+                return
+            except Exception as exc:
+                self.item_error = exc
+                return
+            self.preparing = pending  # if the stream is cancelled now, it is not lost
+            try:
+                await asyncio.to_thread(_measure, pending)
+            except OSError as exc:
+                self.preparing = None
+                self.upload.finish(
+                    pending, error=ArchiveError(f"{pending.file_name}: {exc.strerror or exc}")
+                )
+                continue
+            self.preparing = None
+            pending.sends += 1
+            self.sent.append(pending)
+            yield ingest_pb2.UploadRequest(header=_header(pending))
+            async for chunk in _chunks(pending, self.upload.chunk_size):
+                yield ingest_pb2.UploadRequest(chunk=chunk)
+            yield ingest_pb2.UploadRequest(end=ingest_pb2.UploadEnd(size_bytes=pending.size))
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _Source:

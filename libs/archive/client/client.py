@@ -34,7 +34,7 @@ from typing import IO, Any, Final, TypeVar
 import grpc
 import grpc.aio
 
-from archive.client.bulk import DEFAULT_STREAMS, UploadItem, UploadOutcome, upload_many
+from archive.client.bulk import DEFAULT_STREAMS, BulkUpload, UploadItem, UploadOutcome
 from archive.client.config import ClientConfig
 from archive.client.errors import (
     NOT_READY_REASON,
@@ -182,9 +182,16 @@ class ArchiveClient:
             raise ValueError(f"chunk_size must be between 1 and {MAX_CHUNK_SIZE} bytes")
         if streams < 1:
             raise ValueError("streams must be at least 1")
-        return upload_many(
-            self, items, streams=streams, chunk_size=chunk_size, on_progress=on_progress
+        bulk = BulkUpload(
+            self._open(),
+            lambda correlation_id: self._metadata(self.config.tenant_token(), correlation_id),
+            self.config,
+            items,
+            streams=streams,
+            chunk_size=chunk_size,
+            on_progress=on_progress,
         )
+        return bulk.outcomes()
 
     async def _upload(
         self,

@@ -8,8 +8,9 @@ when reporting a problem (docs/errors.md is the server side of this table).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import grpc
 import grpc.aio
@@ -51,6 +52,12 @@ class ArchiveError(Exception):
         self.retry_delay = retry_delay
         self.idempotency_key: str | None = None
         self.attempts = 1
+
+    def for_key(self, idempotency_key: str) -> Self:
+        """This error as one document's (of a bulk upload, say): a copy, with its key."""
+        own = copy.copy(self)
+        own.idempotency_key = idempotency_key
+        return own
 
     def __str__(self) -> str:
         return self.message
