@@ -20,7 +20,7 @@ async def eventually(
 
     try:
         async with asyncio.timeout(timeout):
-            while not await holds():
+            while not await holds():  # noqa: ASYNC110 - state owned by another task or thread
                 await asyncio.sleep(0.01)
     except TimeoutError:
         raise AssertionError(f"still waiting after {timeout} s for {what or condition}") from None
