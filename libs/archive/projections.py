@@ -186,6 +186,15 @@ class ProjectionRunner:
         async with asyncio.timeout(timeout), self._advanced:
             await self._advanced.wait_for(lambda: self._position >= position)
 
+    async def wait_for_store(self, timeout: float = 10.0) -> None:
+        """Block until the projection has applied every event of its filter that the store
+        holds now. Not `wait_for(store.last_position())`: the store's last event may be one
+        the filter never passes (an access, a listing), which the projection never reaches."""
+        last_matching = self._position
+        async for event in self._store.read_all(self._position, self._projection.filter):
+            last_matching = event.position
+        await self.wait_for(last_matching, timeout)
+
     def close(self) -> None:
         with self._db_lock:
             self._closed = True

@@ -113,7 +113,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         if info is None:
             # Maybe deposited a moment ago: let the registry catch up with the store once.
             try:
-                await self._runner.wait_for(await self._store.last_position(), CATCH_UP_SECONDS)
+                await self._runner.wait_for_store(CATCH_UP_SECONDS)
             except TimeoutError:
                 log.warning("registry is behind the store by more than %ss", CATCH_UP_SECONDS)
             info = self._queries.get(tenant, document_id)

@@ -77,6 +77,28 @@ async def test_filtered_projection_only_sees_its_events(tmp_path: Path) -> None:
     assert dump(runner.db)[0] == [("globex", 10)]
 
 
+async def test_wait_for_store_returns_when_the_stores_last_event_is_outside_the_filter(
+    tmp_path: Path,
+) -> None:
+    store = InMemoryEventStore()
+    runner = ProjectionRunner(
+        store, DocumentCounts(filter=StreamFilter(category="document")), tmp_path / "p.sqlite"
+    )
+    task = asyncio.create_task(runner.run())
+    await store.append(StreamName("acme", "document", "x"), [NewEvent("t", b"")], ANY)
+    await store.append(StreamName("acme", "access", "x"), [NewEvent("t", b"")], ANY)
+    # The last event is an access, which the projection never applies: waiting for the store's
+    # last position would time out; waiting for what the filter passes does not.
+    await runner.wait_for_store(timeout=5)
+    assert runner.position == 1
+    assert dump(runner.db)[0] == [("acme", 1)]
+    with pytest.raises(TimeoutError):
+        await runner.wait_for(await store.last_position(), timeout=0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
