@@ -16,8 +16,9 @@ from archive.eventstore.jetstream import JetStreamEventStore
 from archive.natsserver import NatsServer
 
 # `stack` (ingest + search on real NATS) for the integration tests; `archive`, `token`,
-# `client`, `archive_env` (the real servicers on in-memory stores) for the SDK and CLI tests.
-pytest_plugins = ["ingest_stack", "archive_in_memory"]
+# `client`, `archive_env` (the real servicers on in-memory stores) for the SDK and CLI tests;
+# `pki` (one development PKI) and `openssl_installed` for the seal and time-stamp tests.
+pytest_plugins = ["ingest_stack", "archive_in_memory", "pki"]
 
 
 @pytest.fixture(autouse=True)

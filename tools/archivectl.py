@@ -224,8 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--trust-root",
             metavar="ROOT.pem",
-            help="the provider's root certificate, obtained independently: seals and time "
-            "stamps must chain to it (default: trust the root shipped with the evidence)",
+            help="the provider's root certificate, obtained independently: seals must chain "
+            "to it (default: trust the root shipped with the evidence)",
+        )
+        sub.add_argument(
+            "--trust-tsa-root",
+            metavar="TSA-ROOT.pem",
+            help="the time-stamp authority's root certificate, obtained from it: time stamps "
+            "must chain to it (default: trust the TSA root shipped with the evidence)",
         )
 
     put = command(commands, "put", "deposit files (directories are walked recursively)", _put)
@@ -412,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_output(args.output)
         if getattr(args, "trust_root", None):
             args.trusted_root_pem = read_trust_root(args.trust_root)
+        if getattr(args, "trust_tsa_root", None):
+            args.trusted_tsa_root_pem = read_trust_root(args.trust_tsa_root)
         if args.command == "verify-extends":
             args.old = read_checkpoint_dir(args.old_dir)
         config = _config(args)
@@ -739,6 +747,7 @@ _CHECKPOINT_FILES: Final = (
     evidence.TIMESTAMP,
     evidence.SEAL_CHAIN,
     evidence.TSA_CHAIN,
+    evidence.TSA_ROOT,
     evidence.ROOT,
 )
 
@@ -775,6 +784,7 @@ class CheckpointFiles:
     timestamp_response: bytes | None
     tsa_chain_pem: bytes | None
     root_pem: bytes | None
+    tsa_root_pem: bytes | None
 
     def names(self) -> dict[str, str]:
         """How its files are called in reasons: by their path."""
@@ -784,6 +794,7 @@ class CheckpointFiles:
             "timestamp": str(self.directory / evidence.TIMESTAMP),
             "root": str(self.directory / evidence.ROOT),
             "tsa_chain": str(self.directory / evidence.TSA_CHAIN),
+            "tsa_root": str(self.directory / evidence.TSA_ROOT),
         }
 
 
@@ -815,6 +826,7 @@ def read_checkpoint_dir(directory: str) -> CheckpointFiles:
         optional(evidence.TIMESTAMP),
         optional(evidence.TSA_CHAIN),
         optional(evidence.ROOT),
+        optional(evidence.TSA_ROOT),
     )
 
 
@@ -830,6 +842,7 @@ def save_checkpoint(directory: Path, signed: SignedCheckpoint) -> list[Path]:
         signed.timestamp_response,
         signed.seal_chain_pem.encode(),
         signed.tsa_chain_pem.encode(),
+        signed.tsa_root_pem.encode(),
         signed.root_pem.encode(),
     )
     written: list[Path] = []
@@ -864,6 +877,12 @@ def _root_fact(report: EvidenceReport | CheckpointReport) -> str | None:
     return f"{report.root_subject} (SHA-256 fingerprint {report.root_sha256})"
 
 
+def _tsa_root_fact(report: EvidenceReport | CheckpointReport) -> str | None:
+    if report.tsa_root_subject is None:
+        return None
+    return f"{report.tsa_root_subject} (SHA-256 fingerprint {report.tsa_root_sha256})"
+
+
 def _iso(moment: Any) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
@@ -886,7 +905,9 @@ def evidence_lines(report: EvidenceReport) -> list[str]:
             ("time stamp", _stamp(report)),
             ("sealed by", report.seal_subject),
             ("root", _root_fact(report)),
+            ("tsa root", _tsa_root_fact(report)),
             ("trust", report.trust),
+            ("tsa trust", report.tsa_trust),
         ]
     )
 
@@ -904,7 +925,10 @@ def _verify(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.file}: not a regular file")
     bundle_zip = _read_input(args.evidence, "the evidence bundle")
     trusted = read_trust_root(args.trust_root) if args.trust_root else None
-    report = evidence.verify_evidence(file, bundle_zip, trusted_root_pem=trusted)
+    trusted_tsa = read_trust_root(args.trust_tsa_root) if args.trust_tsa_root else None
+    report = evidence.verify_evidence(
+        file, bundle_zip, trusted_root_pem=trusted, trusted_tsa_root_pem=trusted_tsa
+    )
     if args.json:
         _print(_json({"file": args.file, "evidence": args.evidence, **report.to_dict()}))
     else:
@@ -933,6 +957,7 @@ async def _evidence(args: argparse.Namespace, config: ClientConfig) -> int:
         None,
         bundle_zip,
         trusted_root_pem=getattr(args, "trusted_root_pem", None),
+        trusted_tsa_root_pem=getattr(args, "trusted_tsa_root_pem", None),
         document_id=expected_id,
     )
     target = Path(args.output)
@@ -968,6 +993,7 @@ def _served_names(what: str) -> dict[str, str]:
         "timestamp": "its time stamp",
         "root": "the root served with it",
         "tsa_chain": "the TSA chain served with it",
+        "tsa_root": "the TSA root served with it",
     }
 
 
@@ -976,6 +1002,7 @@ def _verify_served(
     trusted_root_pem: bytes | None,
     trusted_root_label: str = "your pinned root",
     what: str = "the checkpoint",
+    trusted_tsa_root_pem: bytes | None = None,
 ) -> CheckpointReport:
     return evidence.verify_signed_checkpoint(
         signed.checkpoint,
@@ -983,8 +1010,10 @@ def _verify_served(
         signed.timestamp_response or None,
         tsa_chain_pem=signed.tsa_chain_pem.encode(),
         root_pem=signed.root_pem.encode(),
+        tsa_root_pem=signed.tsa_root_pem.encode(),
         trusted_root_pem=trusted_root_pem,
         trusted_root_label=trusted_root_label,
+        trusted_tsa_root_pem=trusted_tsa_root_pem,
         names=_served_names(what),
     )
 
@@ -1000,7 +1029,9 @@ def checkpoint_lines(report: CheckpointReport, indent: str = "") -> list[str]:
                 ("time stamp", _stamp(report)),
                 ("sealed by", report.seal_subject),
                 ("root", _root_fact(report)),
+                ("tsa root", _tsa_root_fact(report)),
                 ("trust", report.trust),
+                ("tsa trust", report.tsa_trust),
             ]
         )
     ]
@@ -1009,7 +1040,11 @@ def checkpoint_lines(report: CheckpointReport, indent: str = "") -> list[str]:
 async def _checkpoint(args: argparse.Namespace, config: ClientConfig) -> int:
     async with ArchiveClient(config) as client:
         signed = await client.get_checkpoint(args.size)
-    report = _verify_served(signed, getattr(args, "trusted_root_pem", None))
+    report = _verify_served(
+        signed,
+        getattr(args, "trusted_root_pem", None),
+        trusted_tsa_root_pem=getattr(args, "trusted_tsa_root_pem", None),
+    )
     written = save_checkpoint(Path(args.output), signed) if args.output else []
     if args.json:
         fields = report.to_dict()
@@ -1073,17 +1108,22 @@ async def _verify_extends(args: argparse.Namespace, config: ClientConfig) -> int
             root, label = old.root_pem, f"the root kept in {old.directory / evidence.ROOT}"
         else:
             root, label = latest.root_pem.encode(), "the root served with the latest checkpoint"
+        # Time stamps: each against the TSA root kept or served with it, unless one is pinned
+        # (the provider may change its time-stamp authority between the two).
+        pinned_tsa: bytes | None = getattr(args, "trusted_tsa_root_pem", None)
         old_report = evidence.verify_signed_checkpoint(
             old.checkpoint,
             old.seal,
             old.timestamp_response,
             tsa_chain_pem=old.tsa_chain_pem,
             root_pem=old.root_pem,
+            tsa_root_pem=old.tsa_root_pem,
             trusted_root_pem=root,
             trusted_root_label=label,
+            trusted_tsa_root_pem=pinned_tsa,
             names=old.names(),
         )
-        new_report = _verify_served(latest, root, label, "the latest checkpoint")
+        new_report = _verify_served(latest, root, label, "the latest checkpoint", pinned_tsa)
         consistency = await _consistency(
             client, old_report, new_report, old.checkpoint, latest.checkpoint
         )

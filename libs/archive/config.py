@@ -27,6 +27,11 @@ TracesExporter = Literal["none", "console", "otlp"]
 _EVENT_STORES: Final = ("jetstream", "memory")
 BlobStoreKind = Literal["pack", "filesystem"]
 _BLOB_STORES: Final = ("pack", "filesystem")
+# "development": sealing may generate its own PKI and stamp its own time (the embedded
+# `archive up` stack sets it); "production" (the default): it needs real keys and an
+# external time-stamp authority, or it does not start.
+Profile = Literal["development", "production"]
+_PROFILES: Final = ("development", "production")
 _TRACES_EXPORTERS: Final = ("none", "console", "otlp")
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -115,21 +120,30 @@ class Settings:
     max_metadata_entries: int = 64
     max_metadata_value_chars: int = 4096
 
+    # What sealing may do for itself: see Profile. Fails closed: production unless told.
+    profile: Profile = "production"
     # Sealing: the origin naming this provider in checkpoints ("<origin>/<tenant>"), when to
-    # cut a checkpoint (N new leaves or T milliseconds, whichever first), the time-stamp
-    # authority (empty: the built-in one) and the seal key and certificates (empty: a
-    # development PKI generated under <data_dir>/pki on first start).
+    # cut a checkpoint (N new leaves or T milliseconds, whichever first); the seal key, its
+    # certificate, intermediates and root (PEM files; in development, when not given, a PKI
+    # generated under <data_dir>/pki on first start); the time-stamp authority: its URL, its
+    # own root and intermediates (a TSA is somebody else: its root is not the seal's), the CA
+    # of its TLS certificate (none: the default roots) and the time an answer may take. In
+    # development only, the built-in TSA instead (no URL), with the generated PKI's key or
+    # one given as files (tsa_key_file, tsa_cert_file).
     provider_origin: str = "archive.localhost"
     checkpoint_max_leaves: int = 1000
     checkpoint_interval_ms: int = 500
-    tsa_url: str = ""
     seal_key_file: Path | None = None
     seal_cert_file: Path | None = None
     seal_chain_file: Path | None = None
-    trust_root_file: Path | None = None
+    seal_root_file: Path | None = None
+    tsa_url: str = ""
+    tsa_root_file: Path | None = None
+    tsa_chain_file: Path | None = None
+    tsa_ca_file: Path | None = None
+    tsa_timeout_seconds: float = 10.0
     tsa_key_file: Path | None = None
     tsa_cert_file: Path | None = None
-    tsa_chain_file: Path | None = None
     audit_interval_seconds: float = 24 * 3600.0
 
     @property
@@ -155,6 +169,12 @@ class Settings:
         if (cert is None) != (key is None):
             missing = "ARCHIVE_GRPC_TLS_KEY_FILE" if key is None else "ARCHIVE_GRPC_TLS_CERT_FILE"
             raise ConfigError(missing, "TLS needs both a certificate and a key file")
+        if environ.get("ARCHIVE_TRUST_ROOT_FILE", "").strip():
+            raise ConfigError(
+                "ARCHIVE_TRUST_ROOT_FILE",
+                "renamed: the seal's root is ARCHIVE_SEAL_ROOT_FILE, the time-stamp "
+                "authority's ARCHIVE_TSA_ROOT_FILE",
+            )
         backend_ca = env.get("ARCHIVE_BACKEND_CA_FILE", None, _existing_file)
         backend_tls = env.get("ARCHIVE_BACKEND_TLS", backend_ca is not None, _flag)
         if backend_ca is not None and not backend_tls:
@@ -208,14 +228,20 @@ class Settings:
                 cls.checkpoint_interval_ms,
                 _int_between(10, 3_600_000),
             ),
-            tsa_url=env.get("ARCHIVE_TSA_URL", cls.tsa_url, _http_url),
+            profile=env.get("ARCHIVE_PROFILE", cls.profile, _profile),
             seal_key_file=env.get("ARCHIVE_SEAL_KEY_FILE", None, _existing_file),
             seal_cert_file=env.get("ARCHIVE_SEAL_CERT_FILE", None, _existing_file),
             seal_chain_file=env.get("ARCHIVE_SEAL_CHAIN_FILE", None, _existing_file),
-            trust_root_file=env.get("ARCHIVE_TRUST_ROOT_FILE", None, _existing_file),
+            seal_root_file=env.get("ARCHIVE_SEAL_ROOT_FILE", None, _existing_file),
+            tsa_url=env.get("ARCHIVE_TSA_URL", cls.tsa_url, _http_url),
+            tsa_root_file=env.get("ARCHIVE_TSA_ROOT_FILE", None, _existing_file),
+            tsa_chain_file=env.get("ARCHIVE_TSA_CHAIN_FILE", None, _existing_file),
+            tsa_ca_file=env.get("ARCHIVE_TSA_CA_FILE", None, _existing_file),
+            tsa_timeout_seconds=env.get(
+                "ARCHIVE_TSA_TIMEOUT_SECONDS", cls.tsa_timeout_seconds, _positive_seconds
+            ),
             tsa_key_file=env.get("ARCHIVE_TSA_KEY_FILE", None, _existing_file),
             tsa_cert_file=env.get("ARCHIVE_TSA_CERT_FILE", None, _existing_file),
-            tsa_chain_file=env.get("ARCHIVE_TSA_CHAIN_FILE", None, _existing_file),
             audit_interval_seconds=env.get(
                 "ARCHIVE_AUDIT_INTERVAL_SECONDS", cls.audit_interval_seconds, _seconds
             ),
@@ -289,6 +315,22 @@ def _seconds(raw: str) -> float:
         raise ValueError(f"{raw!r} is not a number of seconds") from None
     if not 0 <= value <= 3600:
         raise ValueError(f"{value} is outside 0..3600 seconds")
+    return value
+
+
+def _profile(raw: str) -> Profile:
+    value = raw.lower()
+    if value == "development":
+        return "development"
+    if value == "production":
+        return "production"
+    raise ValueError(f"{raw!r} is not one of {', '.join(_PROFILES)}")
+
+
+def _positive_seconds(raw: str) -> float:
+    value = _seconds(raw)
+    if value <= 0:
+        raise ValueError("must be more than 0 seconds")
     return value
 
 

@@ -20,6 +20,7 @@ from archive.verify.layout import (
     SEAL_CHAIN,
     TIMESTAMP,
     TSA_CHAIN,
+    TSA_ROOT,
     VERIFY,
 )
 
@@ -32,11 +33,20 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TrustMaterial:
-    """PEM texts shipped in every bundle: who sealed, who time-stamped, and the root."""
+    """PEM texts shipped in every bundle: who sealed and the seal's root; who time-stamped and
+    the TSA's root. The TSA's come from the checkpoint record (the path that validated its
+    token when it was made); these are for checkpoints recorded without them."""
 
     seal_chain_pem: str
-    tsa_chain_pem: str
     root_pem: str
+    tsa_chain_pem: str
+    tsa_root_pem: str
+
+    def tsa_of(self, checkpoint: events_pb2.CheckpointSealed) -> tuple[str, str]:
+        """(TSA chain, TSA root) of `checkpoint`'s time stamp, in PEM."""
+        if checkpoint.tsa_chain_pem and checkpoint.tsa_root_pem:
+            return checkpoint.tsa_chain_pem, checkpoint.tsa_root_pem
+        return self.tsa_chain_pem, self.tsa_root_pem
 
 
 def inclusion_proof_json(leaf_index: int, tree_size: int, hashes: list[bytes]) -> bytes:
@@ -57,6 +67,7 @@ def build_bundle(
     trust: TrustMaterial,
     document_id: str,
 ) -> bytes:
+    tsa_chain_pem, tsa_root_pem = trust.tsa_of(checkpoint)
     buffer = io.BytesIO()
     # Stored, not deflated: the bytes inside are exactly the signed ones, and tiny anyway.
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as bundle:
@@ -66,7 +77,8 @@ def build_bundle(
         bundle.writestr(SEAL, checkpoint.seal)
         bundle.writestr(TIMESTAMP, checkpoint.timestamp_response)
         bundle.writestr(SEAL_CHAIN, trust.seal_chain_pem)
-        bundle.writestr(TSA_CHAIN, trust.tsa_chain_pem)
+        bundle.writestr(TSA_CHAIN, tsa_chain_pem)
+        bundle.writestr(TSA_ROOT, tsa_root_pem)
         bundle.writestr(ROOT, trust.root_pem)
         bundle.writestr(VERIFY, verify_instructions(document_id))
     return buffer.getvalue()
@@ -122,16 +134,24 @@ print("inclusion verified")
 
 ## 3. The provider sealed the checkpoint (CMS, RFC 5652)
 
-    openssl cms -verify -binary -inform DER -in checkpoint.p7s -content checkpoint.txt \\
-        -CAfile certs/root.pem -purpose any -out /dev/null
+The seal chains to the provider's root, `{ROOT}` (compare its fingerprint with the one the
+provider publishes: `openssl x509 -in {ROOT} -noout -fingerprint -sha256`):
+
+    openssl cms -verify -binary -inform DER -in {SEAL} -content {CHECKPOINT} \\
+        -CAfile {ROOT} -purpose any -out /dev/null
 
 ## 4. The checkpoint existed at the time stamped (RFC 3161)
 
-    openssl ts -verify -data checkpoint.txt -in checkpoint.tsr \\
-        -CAfile certs/root.pem -untrusted certs/tsa-chain.pem
-    openssl ts -reply -in checkpoint.tsr -text     # shows the time and the authority
+The time stamp comes from an independent time-stamp authority, whose certificate and
+intermediates are `{TSA_CHAIN}` and whose own root is `{TSA_ROOT}` (not the provider's:
+compare it with the one the authority publishes, as above):
+
+    openssl ts -verify -data {CHECKPOINT} -in {TIMESTAMP} \\
+        -CAfile {TSA_ROOT} -untrusted {TSA_CHAIN}
+    openssl ts -reply -in {TIMESTAMP} -text     # shows the time and the authority
 
 If all four steps pass, the file you hold has the digests recorded at deposit, the deposit
 is in the journal whose root the provider sealed, and that root existed at the time stamped.
-`archivectl verify YOUR-FILE --evidence this.zip` runs the same checks.
+`archivectl verify YOUR-FILE --evidence this.zip` runs the same checks (pin the two roots with
+`--trust-root` and `--trust-tsa-root`).
 """

@@ -7,8 +7,7 @@ import asyncio
 import logging
 import os
 import signal
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -16,105 +15,92 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from archive.audit_errors import AuditAlreadyRunning
 from archive.blobstore import BlobStore
 from archive.blobstore.factory import open_blob_store
-from archive.config import ConfigError, Settings
+from archive.config import Settings
 from archive.eventstore import EventStore
 from archive.eventstore.factory import open_event_store
 from archive.grpcserver import ArchiveServer, Registration, build_server, serve
 from archive.sealing.cms import seal_detached, verify_detached
-from archive.sealing.keys import DevelopmentPKI, FileSigner, Signer
-from archive.sealing.timestamping import (
-    TimeStampAuthority,
-    TimestampError,
-    TsaClient,
-    TsaHttpServer,
-    verify_timestamp_response,
-)
+from archive.sealing.timestamps import verify_timestamp_response
 from archive.telemetry import configure_from_settings
 from archive.tenancy.registry import TenantRegistry
 from archive.v1 import events_pb2, sealing_pb2, sealing_pb2_grpc
 from services.sealing.audit import CheckpointVerifier, IntegrityAuditor, audited_logs
+from services.sealing.dev_tsa import InProcessTsa, TimeStampAuthority
 from services.sealing.evidence import TrustMaterial
-from services.sealing.sealer import Sealer, TimestampFunction, TimestampUnavailable
+from services.sealing.sealer import Sealer, Stamp, TimestampFunction, TimestampUnavailable
 from services.sealing.servicer import SealingServicer
+from services.sealing.trust import Keys, load_keys
+from services.sealing.tsa_client import (
+    HttpTransport,
+    TimestampError,
+    TsaClient,
+    TsaTransport,
+    TsaTrust,
+)
+
+__all__ = ["Keys", "build", "checkpoint_verifier", "load_keys", "run", "timestamper", "tsa_client"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Keys:
-    seal: Signer
-    root: x509.Certificate
-    tsa: Signer | None  # the built-in TSA's signer; None when an external TSA is used
-    tsa_chain: list[x509.Certificate]
-
-
-def _pem(certs: list[x509.Certificate]) -> str:
+def _pem(certs: Iterable[x509.Certificate]) -> str:
     return "".join(c.public_bytes(Encoding.PEM).decode() for c in certs)
 
 
-def load_keys(settings: Settings) -> Keys:
-    """Production: keys and certificates from files (Kubernetes Secrets). Otherwise a
-    development PKI generated under <data_dir>/pki on first start."""
-    if settings.seal_key_file is not None:
-        if settings.seal_cert_file is None or settings.trust_root_file is None:
-            raise ConfigError(
-                "ARCHIVE_SEAL_KEY_FILE",
-                "also set ARCHIVE_SEAL_CERT_FILE and ARCHIVE_TRUST_ROOT_FILE",
-            )
-        seal = FileSigner.load(
-            settings.seal_key_file, settings.seal_cert_file, settings.seal_chain_file
+def tsa_client(settings: Settings, keys: Keys) -> TsaClient:
+    """The external TSA over HTTP(S) when ARCHIVE_TSA_URL is set, else (development only,
+    load_keys saw to it) the built-in one, in process; verified against the TSA's roots."""
+    transport: TsaTransport
+    if settings.tsa_url:
+        transport = HttpTransport(
+            settings.tsa_url, timeout=settings.tsa_timeout_seconds, ca_file=settings.tsa_ca_file
         )
-        root = x509.load_pem_x509_certificate(settings.trust_root_file.read_bytes())
-        tsa: Signer | None = None
-        if settings.tsa_key_file is not None and settings.tsa_cert_file is not None:
-            tsa = FileSigner.load(
-                settings.tsa_key_file, settings.tsa_cert_file, settings.tsa_chain_file
-            )
-        elif not settings.tsa_url:
-            raise ConfigError(
-                "ARCHIVE_TSA_URL",
-                "with file-based seal keys, name an RFC 3161 TSA (ARCHIVE_TSA_URL) or give the "
-                "built-in TSA its key (ARCHIVE_TSA_KEY_FILE, ARCHIVE_TSA_CERT_FILE)",
-            )
-        tsa_chain = [tsa.certificate, *tsa.chain] if tsa is not None else []
-        return Keys(seal, root, tsa, tsa_chain)
-    pki = DevelopmentPKI.ensure(settings.data_dir / "pki")
-    tsa_signer = pki.tsa_signer()
-    return Keys(
-        pki.seal_signer(),
-        pki.root_certificate,
-        tsa_signer,
-        [tsa_signer.certificate, *tsa_signer.chain],
-    )
+    else:
+        assert keys.tsa is not None
+        transport = InProcessTsa(TimeStampAuthority(keys.tsa))
+    return TsaClient(transport, TsaTrust(keys.tsa_roots, keys.tsa_chain))
 
 
-def timestamper(client: TsaClient, root: x509.Certificate) -> TimestampFunction:
-    async def timestamp(data: bytes) -> tuple[bytes, datetime]:
+def timestamper(client: TsaClient) -> TimestampFunction:
+    async def timestamp(data: bytes) -> Stamp:
         try:
-            response = await client.timestamp(data)
+            granted = await client.timestamp(data)
         except TimestampError as exc:
-            raise TimestampUnavailable(str(exc)) from exc
-        verified = verify_timestamp_response(response, data, [root])
-        if not verified.ok or verified.gen_time is None:
-            raise TimestampUnavailable(f"time stamp not acceptable: {verified.reason}")
-        return response, verified.gen_time
+            # Whatever the TSA did, there is no time stamp: the sealer keeps the leaves and
+            # retries; the message says whether it was unreachable, refused or answered junk.
+            raise TimestampUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return Stamp(granted.response, granted.gen_time, _pem(granted.chain), _pem([granted.root]))
 
     return timestamp
 
 
-def checkpoint_verifier(root: x509.Certificate) -> CheckpointVerifier:
+def checkpoint_verifier(keys: Keys) -> CheckpointVerifier:
+    """The seal against the seal root, the time stamp against the TSA roots (through the
+    chain recorded with the checkpoint and the configured intermediates)."""
+
     def verify(checkpoint: events_pb2.CheckpointSealed) -> str | None:
-        seal = verify_detached(checkpoint.seal, checkpoint.checkpoint, [root])
+        seal = verify_detached(checkpoint.seal, checkpoint.checkpoint, [keys.root])
         if not seal.ok:
             return f"seal: {seal.reason}"
+        recorded = _recorded_chain(checkpoint.tsa_chain_pem)
         stamp = verify_timestamp_response(
-            checkpoint.timestamp_response, checkpoint.checkpoint, [root]
+            checkpoint.timestamp_response,
+            checkpoint.checkpoint,
+            keys.tsa_roots,
+            untrusted=[*recorded, *keys.tsa_chain],
         )
         if not stamp.ok:
             return f"time stamp: {stamp.reason}"
         return None
 
     return verify
+
+
+def _recorded_chain(pem: str) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(pem.encode()) if pem else []
+    except ValueError:
+        return []  # unreadable: the time stamp must then verify without it
 
 
 def build(
@@ -129,11 +115,12 @@ def build(
 ) -> ArchiveServer:
     trust = TrustMaterial(
         seal_chain_pem=_pem([keys.seal.certificate, *keys.seal.chain]),
-        tsa_chain_pem=_pem(keys.tsa_chain),
         root_pem=_pem([keys.root]),
+        tsa_chain_pem=_pem(keys.tsa_chain),
+        tsa_root_pem=_pem(keys.tsa_roots),
     )
     servicer = SealingServicer(
-        store, blobs, sealer, trust, checkpoint_verifier(keys.root), auditor=auditor
+        store, blobs, sealer, trust, checkpoint_verifier(keys), auditor=auditor
     )
     registration = Registration.of(
         sealing_pb2.DESCRIPTOR.services_by_name["Sealing"],
@@ -166,24 +153,22 @@ async def run(settings: Settings) -> None:
     keys = load_keys(settings)
     store = await open_event_store(settings)
     blobs = open_blob_store(settings, writer=False)
-    tsa_server: TsaHttpServer | None = None
-    tsa_url = settings.tsa_url
-    if not tsa_url:
-        assert keys.tsa is not None
-        tsa_server = TsaHttpServer(TimeStampAuthority(keys.tsa), host="127.0.0.1", port=0)
-        await tsa_server.start()
-        tsa_url = tsa_server.url
-        log.info("built-in time-stamp authority at %s", tsa_url)
-    client = TsaClient(tsa_url, timeout=5.0, trusted_roots=[keys.root])
+    client = tsa_client(settings, keys)
+    log.info(
+        "profile %s; time stamps from %s, trusted up to %s",
+        settings.profile,
+        client.transport.name,
+        "; ".join(root.subject.rfc4514_string() for root in keys.tsa_roots),
+    )
     sealer = Sealer(
         store,
         origin=settings.provider_origin,
         seal=lambda data: seal_detached(data, keys.seal),
-        timestamp=timestamper(client, keys.root),
+        timestamp=timestamper(client),
         max_leaves=settings.checkpoint_max_leaves,
         max_delay=settings.checkpoint_interval_ms / 1000,
     )
-    auditor = IntegrityAuditor(store, blobs, checkpoint_verifier(keys.root))
+    auditor = IntegrityAuditor(store, blobs, checkpoint_verifier(keys))
     sealing = asyncio.create_task(sealer.run(), name="sealer")
     audits = asyncio.create_task(
         scheduled_audits(auditor, sealer, settings.audit_interval_seconds),
@@ -197,5 +182,4 @@ async def run(settings: Settings) -> None:
             background=[sealing, audits],
         )
     finally:
-        if tsa_server is not None:
-            await tsa_server.stop()
+        await client.aclose()

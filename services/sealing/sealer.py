@@ -49,8 +49,22 @@ CURSOR_STREAM = StreamName(SYSTEM_TENANT, SEALLOG_CATEGORY, "cursor")
 MAX_LEAVES_PER_ROUND = 4000
 
 SealFunction = Callable[[bytes], bytes]
-# Returns the RFC 3161 TimeStampResp (DER) for the data and the genTime it certifies.
-TimestampFunction = Callable[[bytes], Awaitable[tuple[bytes, datetime]]]
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A verified RFC 3161 time stamp of a checkpoint: the TimeStampResp (DER), the genTime it
+    certifies, and the TSA's certificate path that validated it (recorded with the checkpoint:
+    its evidence ships them)."""
+
+    response: bytes
+    gen_time: datetime
+    tsa_chain_pem: str  # the TSA certificate, then its intermediates
+    tsa_root_pem: str  # the TSA root the chain ends at
+
+
+# Returns a verified time stamp of the data, or raises TimestampUnavailable.
+TimestampFunction = Callable[[bytes], Awaitable[Stamp]]
 
 
 class TimestampUnavailable(Exception):
@@ -164,7 +178,7 @@ class Sealer:
         checkpoint = format_checkpoint(tenant_origin(self._origin, tenant), size, root)
         try:
             seal = self._seal(checkpoint)
-            response, gen_time = await self._timestamp(checkpoint)
+            stamp = await self._timestamp(checkpoint)
         except TimestampUnavailable as exc:
             await self._reload(tenant)  # undo the optimistic tree appends
             self.stats.timestamp_failures += 1
@@ -178,7 +192,7 @@ class Sealer:
             )
             return False
         stamped_at = Timestamp()
-        stamped_at.FromDatetime(gen_time)
+        stamped_at.FromDatetime(stamp.gen_time)
         tenant_id = common_pb2.TenantId(value=tenant)
         leaves = events_pb2.LogLeavesAppended(
             tenant=tenant_id,
@@ -193,8 +207,10 @@ class Sealer:
             root_hash=root,
             checkpoint=checkpoint,
             seal=seal,
-            timestamp_response=response,
+            timestamp_response=stamp.response,
             timestamped_at=stamped_at,
+            tsa_chain_pem=stamp.tsa_chain_pem,
+            tsa_root_pem=stamp.tsa_root_pem,
         )
         if previous is not None:
             sealed.previous_checkpoint_sha256 = hashlib.sha256(previous.checkpoint).digest()

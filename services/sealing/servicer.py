@@ -145,11 +145,13 @@ class SealingServicer(sealing_pb2_grpc.SealingServicer):
         return checkpoint
 
     def _signed(self, checkpoint: events_pb2.CheckpointSealed) -> sealing_pb2.SignedCheckpoint:
+        tsa_chain_pem, tsa_root_pem = self._trust.tsa_of(checkpoint)
         return sealing_pb2.SignedCheckpoint(
             checkpoint=checkpoint.checkpoint,
             seal=checkpoint.seal,
             timestamp_response=checkpoint.timestamp_response,
             seal_chain_pem=self._trust.seal_chain_pem,
-            tsa_chain_pem=self._trust.tsa_chain_pem,
+            tsa_chain_pem=tsa_chain_pem,
             root_pem=self._trust.root_pem,
+            tsa_root_pem=tsa_root_pem,
         )

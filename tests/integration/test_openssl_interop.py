@@ -4,46 +4,34 @@ exact commands an evidence bundle's reader runs, and OpenSSL acting as the TSA f
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import subprocess
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from pki import openssl
+from tsa_http import Received, Reply, serving
 
 from archive.sealing.cms import seal_detached, verify_detached
 from archive.sealing.keys import DevelopmentPKI, FileSigner
-from archive.sealing.timestamping import (
-    DEFAULT_POLICY_OID,
-    TimeStampAuthority,
-    TsaClient,
-    TsaHttpServer,
+from archive.sealing.timestamps import (
     build_request,
     response_token,
     verify_timestamp_response,
     verify_timestamp_token,
 )
+from services.sealing.dev_tsa import DEFAULT_POLICY_OID, TimeStampAuthority
+from services.sealing.tsa_client import HttpTransport, TsaClient, TsaTrust
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl command not installed"),
-]
+# openssl is a dependency of the suite: a missing one fails these tests (tests/pki.py), it
+# does not skip them.
+pytestmark = pytest.mark.integration
 
 CHECKPOINT = b"archive.example/tenant-a\n1024\nqUiQTy8PR5uPgZdpSzAYSw0u0cHNKh7A+4XSmaGSpEc=\n"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> DevelopmentPKI:
-    return DevelopmentPKI.ensure(tmp_path_factory.mktemp("bundle") / "certs")
-
-
-def openssl(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["openssl", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=30
-    )
 
 
 def cms_verify(p7s: Path, content: Path, root: Path) -> subprocess.CompletedProcess[str]:
@@ -136,9 +124,15 @@ async def test_token_from_our_tsa_over_http_verifies_with_openssl(
 ) -> None:
     data = tmp_path / "checkpoint.txt"
     data.write_bytes(CHECKPOINT)
-    async with TsaHttpServer(TimeStampAuthority(pki.tsa_signer()), "127.0.0.1", 0) as server:
-        client = TsaClient(server.url, timeout=5, trusted_roots=[pki.root_certificate])
-        response = await client.timestamp(CHECKPOINT)
+    tsa = TimeStampAuthority(pki.tsa_signer())
+
+    def answer(received: Received) -> Reply:
+        return Reply(tsa.respond(received.body))
+
+    with serving(answer) as endpoint:
+        trust = TsaTrust((pki.root_certificate,))
+        async with TsaClient(HttpTransport(endpoint.url, timeout=5), trust) as client:
+            response = (await client.timestamp(CHECKPOINT)).response
     tsr = tmp_path / "checkpoint.tsr"
     tsr.write_bytes(response)
 
@@ -254,9 +248,22 @@ def test_our_verifier_accepts_tokens_made_by_openssl_as_tsa(
     assert verify_timestamp_token(response_token(response), CHECKPOINT, [pki.root_certificate]).ok
 
 
+def _rfc3161_client() -> ModuleType:
+    try:
+        import rfc3161_client
+    except ImportError:
+        pytest.fail(
+            "rfc3161-client is not installed, and it is the suite's strict third opinion on our "
+            "time stamps: install the dev dependencies (`make setup`, or `pip install -e "
+            "'.[dev]'`; it is pinned there as rfc3161-client==1.0.9)",
+            pytrace=False,
+        )
+    return rfc3161_client
+
+
 def test_strict_rfc3161_client_accepts_our_tokens(pki: DevelopmentPKI) -> None:
-    """rfc3161-client (Rust, strict) as a third opinion, when installed."""
-    rfc3161_client = pytest.importorskip("rfc3161_client")
+    """rfc3161-client (Rust, strict) as a third opinion."""
+    rfc3161_client = _rfc3161_client()
     request = build_request(CHECKPOINT)
     response = TimeStampAuthority(pki.tsa_signer()).respond(request.der)
     decoded = rfc3161_client.decode_timestamp_response(response)

@@ -1,6 +1,7 @@
-"""Sealing over a real JetStream store, a real built-in TSA over HTTP and real keys: evidence
-that openssl verifies, chained checkpoints, racing and restarted sealers, a TSA outage,
-integrity audits."""
+"""Sealing over a real JetStream store, the development TSA (in process, through the same
+client and checks as an external one) and real keys: evidence that openssl verifies, chained
+checkpoints, racing and restarted sealers, a TSA outage, integrity audits. Sealing against a
+TSA that is not ours: tests/integration/test_external_tsa.py."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ import uuid
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import grpc
 import grpc.aio
 import pytest
 from conftest import unique_names
+from cryptography.hazmat.primitives.serialization import Encoding
 from ingest_stack import damage_stored_copy
+from pki import openssl
 from waiting import eventually
 
 from archive.blobstore import BlobStore, FilesystemBlobStore, PackBlobStore
@@ -31,7 +33,6 @@ from archive.natsserver import NatsServer
 from archive.sealing.checkpoint import parse_checkpoint
 from archive.sealing.keys import DevelopmentPKI
 from archive.sealing.merkle import verify_consistency
-from archive.sealing.timestamping import TimeStampAuthority, TsaClient, TsaHttpServer
 from archive.tenancy.registry import TenantRegistry
 from archive.v1 import (
     common_pb2,
@@ -44,10 +45,12 @@ from archive.v1 import (
     tenancy_pb2_grpc,
 )
 from services.ingest.main import build as build_ingest
+from services.sealing.dev_tsa import InProcessTsa, TimeStampAuthority
 from services.sealing.log import load_tenant_log
 from services.sealing.main import Keys, checkpoint_verifier, timestamper
 from services.sealing.main import build as build_sealing
-from services.sealing.sealer import Sealer, TimestampFunction, TimestampUnavailable
+from services.sealing.sealer import Sealer, Stamp, TimestampFunction, TimestampUnavailable
+from services.sealing.tsa_client import TsaClient, TsaTrust
 
 pytestmark = pytest.mark.integration
 
@@ -83,16 +86,15 @@ class Setup:
 async def setup(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Setup]:
     names = unique_names()
     store = await JetStreamEventStore.connect(nats_server.url, **names)
-    pki = DevelopmentPKI.ensure(tmp_path / "pki")
-    tsa_signer = pki.tsa_signer()
-    keys = Keys(pki.seal_signer(), pki.root_certificate, tsa_signer, [tsa_signer.certificate])
-    tsa = TsaHttpServer(TimeStampAuthority(tsa_signer), host="127.0.0.1", port=0)
-    await tsa.start()
-    client = TsaClient(tsa.url, timeout=5.0, trusted_roots=[keys.root])
+    keys = Keys.of_development_pki(DevelopmentPKI.ensure(tmp_path / "pki"))
+    assert keys.tsa is not None
+    client = TsaClient(
+        InProcessTsa(TimeStampAuthority(keys.tsa)), TsaTrust(keys.tsa_roots, keys.tsa_chain)
+    )
     try:
-        yield Setup(store, names, nats_server, keys, timestamper(client, keys.root), tmp_path)
+        yield Setup(store, names, nats_server, keys, timestamper(client), tmp_path)
     finally:
-        await tsa.stop()
+        await client.aclose()
         await store.close()
 
 
@@ -169,8 +171,14 @@ async def test_every_event_of_a_tenant_becomes_a_leaf_under_chained_checkpoints(
     await assert_consistent_log(setup.store, "globex", other)
     acme = sealer.logs["acme"]
     assert len(acme.checkpoints) >= 3  # 120 leaves, at most 50 a checkpoint
-    verify = checkpoint_verifier(setup.keys.root)
+    verify = checkpoint_verifier(setup.keys)
     assert all(verify(c) is None for c in acme.checkpoints)
+    # Each records the TSA's path as it validated: the TSA certificate, then its root.
+    tsa = setup.keys.tsa
+    assert tsa is not None
+    tsa_pem = tsa.certificate.public_bytes(Encoding.PEM).decode()
+    root_pem = setup.keys.root.public_bytes(Encoding.PEM).decode()
+    assert {(c.tsa_chain_pem, c.tsa_root_pem) for c in acme.checkpoints} == {(tsa_pem, root_pem)}
 
 
 async def test_two_sealers_racing_on_one_tenant_make_one_log(setup: Setup) -> None:
@@ -207,7 +215,7 @@ async def test_a_sealer_killed_mid_round_loses_no_leaf_and_forks_nothing(setup: 
     rounds = 0
     stuck = asyncio.Event()
 
-    async def hangs_on_the_second_round(data: bytes) -> tuple[bytes, datetime]:
+    async def hangs_on_the_second_round(data: bytes) -> Stamp:
         nonlocal rounds
         rounds += 1
         if rounds >= 2:
@@ -231,7 +239,7 @@ async def test_a_sealer_killed_mid_round_loses_no_leaf_and_forks_nothing(setup: 
 async def test_tsa_outage_keeps_the_backlog_and_drops_no_leaf(setup: Setup) -> None:
     available = False
 
-    async def flaky(data: bytes) -> tuple[bytes, datetime]:
+    async def flaky(data: bytes) -> Stamp:
         if not available:
             raise TimestampUnavailable("connection refused")
         return await setup.timestamp(data)
@@ -343,10 +351,6 @@ async def running_services(
             await server.stop(0)
 
 
-def openssl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
-
-
 async def test_evidence_bundle_verifies_with_openssl_and_the_merkle_snippet(
     services: Services, tmp_path: Path
 ) -> None:
@@ -388,7 +392,7 @@ async def test_evidence_bundle_verifies_with_openssl_and_the_merkle_snippet(
         "-in",
         "checkpoint.tsr",
         "-CAfile",
-        "certs/root.pem",
+        "certs/tsa-root.pem",
         "-untrusted",
         "certs/tsa-chain.pem",
         cwd=folder,

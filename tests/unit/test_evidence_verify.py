@@ -35,7 +35,7 @@ from archive.sealing.cms import seal_detached
 from archive.sealing.keys import DevelopmentPKI
 from archive.sealing.leaves import leaf_bytes
 from archive.sealing.merkle import MerkleTree, leaf_hash
-from archive.sealing.timestamping import TimeStampAuthority, build_request
+from archive.sealing.timestamps import build_request
 from archive.v1 import common_pb2, events_pb2
 from archive.verify import (
     CHECK_BUNDLE,
@@ -50,13 +50,15 @@ from archive.verify import (
     verify_signed_checkpoint,
 )
 from archive.verify.reader import read_bundle
+from services.sealing.dev_tsa import TimeStampAuthority
 from tools.archivectl import main
 
 ORIGIN = "archive.test/acme"
 TENANT = "acme"
 DOCUMENT_INDEX = 3
 TREE_SIZE = 7
-NEEDS_OPENSSL = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")
+# openssl is a dependency of the suite: without it these tests fail, saying what to install.
+NEEDS_OPENSSL = pytest.mark.usefixtures("openssl_installed")
 
 
 # ---- building real evidence ----
@@ -75,6 +77,7 @@ def trust_of(pki: DevelopmentPKI) -> server_evidence.TrustMaterial:
         seal_chain_pem=chain.decode(),
         tsa_chain_pem=_pem(pki, DevelopmentPKI.TSA_CHAIN),
         root_pem=_pem(pki, DevelopmentPKI.ROOT),
+        tsa_root_pem=_pem(pki, DevelopmentPKI.ROOT),  # the development TSA's root is the same
     )
 
 
@@ -182,11 +185,6 @@ def make_log(pki: DevelopmentPKI, content: bytes, document_id: str, *, salt: str
             log.append(leaf_bytes(access_event(number, salt)))
     log.seal()
     return log
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> DevelopmentPKI:
-    return DevelopmentPKI.ensure(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")
@@ -404,17 +402,24 @@ def test_a_seal_over_other_bytes_is_named_as_such(good: bytes, content: bytes) -
     assert "time-stamps other data than checkpoint.txt" in stamp
 
 
-def test_another_pinned_root_fails_the_seal_and_the_time_stamp(
+def test_another_pinned_root_fails_the_seal_and_another_pinned_tsa_root_the_time_stamp(
     good: bytes, content: bytes, other_pki: DevelopmentPKI
 ) -> None:
-    report = verify_evidence(
-        content, good, trusted_root_pem=(other_pki.directory / DevelopmentPKI.ROOT).read_bytes()
-    )
+    other_root = (other_pki.directory / DevelopmentPKI.ROOT).read_bytes()
+    report = verify_evidence(content, good, trusted_root_pem=other_root)
     assert not report.ok
     assert report.first_failure is not None and report.first_failure.name == CHECK_SEAL
     assert "does not chain to your pinned root" in report.first_failure.reason
-    assert report.check(CHECK_TIMESTAMP).status == bundle.FAILED
+    # The time stamp answers to the TSA's root, not the seal's: a pinned seal root leaves it.
+    assert report.check(CHECK_TIMESTAMP).status == bundle.OK
     assert "different certificate" in report.trust
+
+    report = verify_evidence(content, good, trusted_tsa_root_pem=other_root)
+    assert report.check(CHECK_SEAL).status == bundle.OK
+    stamp = report.check(CHECK_TIMESTAMP)
+    assert stamp.status == bundle.FAILED
+    assert "does not chain to your pinned TSA root" in stamp.reason
+    assert "different certificate" in report.tsa_trust
 
 
 def test_a_bundle_resigned_under_another_root_passes_alone_but_not_with_the_pinned_root(
@@ -424,10 +429,10 @@ def test_a_bundle_resigned_under_another_root_passes_alone_but_not_with_the_pinn
     forged = make_log(other_pki, content, document_id).bundle(DOCUMENT_INDEX, document_id)
     assert verify_evidence(content, forged).ok
 
-    report = verify_evidence(
-        content, forged, trusted_root_pem=(pki.directory / DevelopmentPKI.ROOT).read_bytes()
-    )
-    assert not report.ok
+    pinned = (pki.directory / DevelopmentPKI.ROOT).read_bytes()
+    report = verify_evidence(content, forged, trusted_root_pem=pinned)
+    assert failed_names(report) == {CHECK_SEAL}
+    report = verify_evidence(content, forged, trusted_root_pem=pinned, trusted_tsa_root_pem=pinned)
     assert failed_names(report) == {CHECK_SEAL, CHECK_TIMESTAMP}
 
 
@@ -543,9 +548,11 @@ def test_signed_checkpoint_verification(log: Log, pki: DevelopmentPKI) -> None:
         cp.timestamp_response,
         tsa_chain_pem=trust.tsa_chain_pem.encode(),
         root_pem=trust.root_pem.encode(),
+        tsa_root_pem=trust.tsa_root_pem.encode(),
     )
     assert report.ok and report.tree_size == TREE_SIZE and report.gen_time is not None
     assert "pass --trust-root" in report.trust
+    assert "pass --trust-tsa-root" in report.tsa_trust
 
     unsigned = verify_signed_checkpoint(cp.checkpoint, None, None, root_pem=trust.root_pem.encode())
     assert unsigned.first_failure is not None and unsigned.first_failure.name == CHECK_SEAL

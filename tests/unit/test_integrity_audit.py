@@ -11,7 +11,6 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import grpc
@@ -33,17 +32,14 @@ from archive.eventstore.memory import InMemoryEventStore
 from archive.eventstore.port import DEFAULT_MAX_EVENT_BYTES
 from archive.sealing.cms import seal_detached
 from archive.sealing.keys import DevelopmentPKI
-from archive.sealing.timestamping import (
-    TimeStampAuthority,
-    build_request,
-    verify_timestamp_response,
-)
 from archive.tenancy.commands import create_tenant
 from archive.tenancy.registry import TenantRegistry
 from archive.v1 import common_pb2, events_pb2, sealing_pb2, sealing_pb2_grpc
 from services.sealing.audit import MAX_DESCRIPTION_CHARS, MAX_LISTED_FAILURES, run_audit
-from services.sealing.main import Keys, build, checkpoint_verifier
+from services.sealing.dev_tsa import InProcessTsa, TimeStampAuthority
+from services.sealing.main import Keys, build, checkpoint_verifier, timestamper
 from services.sealing.sealer import Sealer
+from services.sealing.tsa_client import TsaClient, TsaTrust
 
 OPERATOR = "operator-token-for-audit-tests-0123456"
 
@@ -102,23 +98,20 @@ class Archive:
     offered: int = 0  # position up to which the sealer has been offered events
 
     def __post_init__(self) -> None:
-        tsa, signer = TimeStampAuthority(self.pki.tsa_signer()), self.pki.seal_signer()
-
-        async def timestamp(data: bytes) -> tuple[bytes, datetime]:
-            response = tsa.respond(build_request(data).der)
-            verified = verify_timestamp_response(response, data, [self.pki.root_certificate])
-            assert verified.gen_time is not None
-            return response, verified.gen_time
-
+        keys = Keys.of_development_pki(self.pki)
+        tsa = TsaClient(
+            InProcessTsa(TimeStampAuthority(self.pki.tsa_signer())),
+            TsaTrust(keys.tsa_roots, keys.tsa_chain),
+        )
         self.sealer = Sealer(
             self.store,
             origin="archive.test",
-            seal=lambda data: seal_detached(data, signer),
-            timestamp=timestamp,
+            seal=lambda data: seal_detached(data, keys.seal),
+            timestamp=timestamper(tsa),
             max_leaves=1000,
             max_delay=0.0,
         )
-        self.verify = checkpoint_verifier(self.pki.root_certificate)
+        self.verify = checkpoint_verifier(keys)
 
     async def deposit(self, tenant: str, content: bytes, *, keep_content: bool = True) -> str:
         """A deposit event; its content is stored unless `keep_content` is False (lost)."""
@@ -166,11 +159,6 @@ class Archive:
 
 async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
     yield data
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> DevelopmentPKI:
-    return DevelopmentPKI.ensure(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
@@ -279,10 +267,7 @@ async def service(archive: Archive, tmp_path: Path) -> AsyncIterator[Service]:
         created = await create_tenant(archive.store, tenant)
         tokens[tenant] = (("authorization", f"Bearer {created.token.token.reveal()}"),)
     settings = Settings(data_dir=tmp_path, grpc_port=0, operator_token=Secret(OPERATOR))
-    signer = archive.pki.tsa_signer()
-    keys = Keys(
-        archive.pki.seal_signer(), archive.pki.root_certificate, signer, [signer.certificate]
-    )
+    keys = Keys.of_development_pki(archive.pki)
     server = build(
         settings, archive.store, archive.blobs, TenantRegistry(archive.store), archive.sealer, keys
     )

@@ -31,11 +31,6 @@ from archive.sealing.keys import (
 DATA = b"archive.example/tenant-a\n42\nqUiQTy8PR5uPgZdpSzAYSw0u0cHNKh7A+4XSmaGSpEc=\n"
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> DevelopmentPKI:
-    return DevelopmentPKI.ensure(tmp_path_factory.mktemp("pki") / "certs")
-
-
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 

@@ -1,48 +1,31 @@
-"""RFC 3161 requests, the built-in TSA, its HTTP server and the client, verified in Python
-(openssl cross-checks are in tests/integration/test_openssl_interop.py)."""
+"""RFC 3161 requests and their verification (archive.sealing.timestamps), with tokens from the
+development TSA (services/sealing/dev_tsa.py); the HTTP client is tests/unit/test_tsa_client.py's,
+openssl cross-checks are in tests/integration/test_openssl_interop.py."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
-import ipaddress
-import socket
-import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from asn1crypto import tsp
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from pki import ForeignTsaPki
 
+from archive.sealing.cms import SignedDataInvalid
 from archive.sealing.keys import DevelopmentPKI
-from archive.sealing.timestamping import (
-    DEFAULT_POLICY_OID,
-    TIMESTAMP_QUERY,
-    TimeStampAuthority,
+from archive.sealing.timestamps import (
     TimeStampResp,
-    TsaClient,
-    TsaHttpServer,
-    TsaInvalidResponse,
-    TsaRefused,
-    TsaUnavailable,
     build_request,
+    response_status,
     response_token,
     verify_timestamp_response,
     verify_timestamp_token,
 )
+from services.sealing.dev_tsa import DEFAULT_POLICY_OID, TimeStampAuthority
 
 DATA = b"archive.example/tenant-a\n7\nz6LUq0dqpOJ5BoYY3VH7t4kuzxr+c6jHxTfXShSvhBM=\n"
 FIXED = dt.datetime(2031, 3, 4, 5, 6, 7, 891234, tzinfo=dt.UTC)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> DevelopmentPKI:
-    return DevelopmentPKI.ensure(tmp_path_factory.mktemp("pki") / "certs")
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +33,9 @@ def tsa(pki: DevelopmentPKI) -> TimeStampAuthority:
     return TimeStampAuthority(pki.tsa_signer())
 
 
-@pytest.fixture
-async def server(tsa: TimeStampAuthority) -> AsyncIterator[TsaHttpServer]:
-    async with TsaHttpServer(tsa, "127.0.0.1", 0) as running:
-        yield running
-
-
-def _status(response: bytes) -> tuple[str, set[str] | None]:
-    status = TimeStampResp.load(response)["status"]
-    return status["status"].native, status["fail_info"].native
+def _status(response: bytes) -> tuple[str, set[str]]:
+    status = response_status(response)
+    return status.status, set(status.fail_info)
 
 
 def _tst(response: bytes) -> tsp.TSTInfo:
@@ -84,7 +61,7 @@ def test_tsa_grants_a_token_that_verifies(pki: DevelopmentPKI) -> None:
     tsa = TimeStampAuthority(pki.tsa_signer(), clock=lambda: FIXED)
     request = build_request(DATA)
     response = tsa.respond(request.der)
-    assert _status(response) == ("granted", None)
+    assert _status(response) == ("granted", set())
     result = verify_timestamp_response(
         response, DATA, [pki.root_certificate], nonce=request.nonce, policy=DEFAULT_POLICY_OID
     )
@@ -209,226 +186,41 @@ def test_tsa_refuses_a_certificate_without_timestamping_usage(pki: DevelopmentPK
         TimeStampAuthority(pki.seal_signer())
 
 
-# --- HTTP ------------------------------------------------------------------------------------
-
-
-async def _raw_http(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    host, port = url.removeprefix("http://").rstrip("/").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(request)
-    await writer.drain()
-    raw = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split(" ")[1]), headers, body
-
-
-def _post(body: bytes, content_type: str = TIMESTAMP_QUERY, method: str = "POST") -> bytes:
-    return (
-        f"{method} /tsa HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-
-
-async def test_client_gets_a_verified_token_over_http(
-    server: TsaHttpServer, pki: DevelopmentPKI
+def test_the_verified_chain_is_returned_tsa_certificate_first_root_last(
+    tsa: TimeStampAuthority, pki: DevelopmentPKI
 ) -> None:
-    client = TsaClient(server.url, timeout=5, trusted_roots=[pki.root_certificate])
-    response = await client.timestamp(DATA)
-    result = verify_timestamp_response(response, DATA, [pki.root_certificate])
+    result = verify_timestamp_response(
+        tsa.respond(build_request(DATA).der), DATA, [pki.root_certificate]
+    )
+    assert result.chain == (pki.tsa_signer().certificate, pki.root_certificate)
+
+
+def test_a_foreign_tsa_verifies_against_its_own_root_not_the_seal_root(
+    foreign_tsa_pki: ForeignTsaPki, pki: DevelopmentPKI
+) -> None:
+    """The path that validated names the intermediate; when the token carries no
+    certificates, the intermediate too must be supplied, not only the TSA certificate."""
+    foreign = foreign_tsa_pki
+    response = TimeStampAuthority(foreign.signer).respond(build_request(DATA).der)
+    signed = TimeStampResp.load(response)["time_stamp_token"]["content"]
+    assert len(signed["certificates"]) == 2  # the TSA's own certificate and its CA
+    result = verify_timestamp_response(response, DATA, [foreign.root])
     assert result.ok, result.reason
-    assert result.nonce is not None
+    assert result.chain == (foreign.signer.certificate, foreign.intermediate, foreign.root)
 
+    seal_root = verify_timestamp_response(response, DATA, [pki.root_certificate])
+    assert not seal_root.ok and "chain not trusted" in (seal_root.reason or "")
 
-async def test_server_answers_the_standard_media_types(
-    server: TsaHttpServer, pki: DevelopmentPKI
-) -> None:
-    request = build_request(DATA)
-    status, headers, body = await _raw_http(server.url, _post(request.der))
-    assert status == 200 and headers["content-type"] == "application/timestamp-reply"
-    assert verify_timestamp_response(body, DATA, [pki.root_certificate], nonce=request.nonce).ok
-
-    status, _, _ = await _raw_http(server.url, _post(request.der, "application/octet-stream"))
-    assert status == 415
-    status, headers, _ = await _raw_http(server.url, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert status == 405 and headers["allow"] == "POST"
-    status, _, _ = await _raw_http(
-        server.url, b"POST / HTTP/1.1\r\nContent-Type: application/timestamp-query\r\n\r\n"
+    alone = TimeStampAuthority(foreign.signer).respond(build_request(DATA, cert_req=False).der)
+    without = verify_timestamp_response(
+        alone, DATA, [foreign.root], untrusted=[foreign.signer.certificate]
     )
-    assert status == 411
-    status, _, _ = await _raw_http(server.url, _post(b"x" * 20_000))
-    assert status == 413
-    # A malformed query still gets a proper RFC 3161 rejection, not an HTTP error.
-    status, _, body = await _raw_http(server.url, _post(b"junk"))
-    assert status == 200 and _status(body) == ("rejection", {"bad_data_format"})
+    assert not without.ok and "chain not trusted" in (without.reason or "")
+    assert verify_timestamp_response(
+        alone, DATA, [foreign.root], untrusted=[foreign.signer.certificate, foreign.intermediate]
+    ).ok
 
 
-async def test_client_raises_unavailable_when_nothing_listens(pki: DevelopmentPKI) -> None:
-    with socket.socket() as sock:  # a port that was free a moment ago and has no listener
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    client = TsaClient(f"http://127.0.0.1:{port}/", timeout=2, trusted_roots=[pki.root_certificate])
-    with pytest.raises(TsaUnavailable):
-        await client.timestamp(DATA)
-
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def _fake_server(handler: Handler) -> tuple[asyncio.Server, str]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
-
-
-async def _read_query(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length")
-    )
-    return await reader.readexactly(length)
-
-
-async def test_client_raises_unavailable_after_timeout(pki: DevelopmentPKI) -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(5)  # accepts, never answers
-        writer.close()
-
-    server, url = await _fake_server(silent)
-    async with server:
-        client = TsaClient(url, timeout=0.3, trusted_roots=[pki.root_certificate])
-        with pytest.raises(TsaUnavailable, match="no answer"):
-            await client.timestamp(DATA)
-
-
-async def test_client_raises_unavailable_on_http_errors(pki: DevelopmentPKI) -> None:
-    async def failing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_query(reader)
-        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server, url = await _fake_server(failing)
-    async with server:
-        with pytest.raises(TsaUnavailable, match="503"):
-            await TsaClient(url, timeout=2, trusted_roots=[pki.root_certificate]).timestamp(DATA)
-
-
-async def test_client_reads_chunked_replies(tsa: TimeStampAuthority, pki: DevelopmentPKI) -> None:
-    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        reply = tsa.respond(await _read_query(reader))
-        chunks = [reply[:100], reply[100:]]
-        writer.write(
-            b"HTTP/1.1 100 Continue\r\n\r\n"
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/timestamp-reply\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n"
-            + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
-            + b"0\r\n\r\n"
-        )
-        await writer.drain()
-        writer.close()
-
-    server, url = await _fake_server(chunked)
-    async with server:
-        response = await TsaClient(url, timeout=2, trusted_roots=[pki.root_certificate]).timestamp(
-            DATA
-        )
-    assert verify_timestamp_response(response, DATA, [pki.root_certificate]).ok
-
-
-async def test_client_rejects_a_replayed_or_foreign_answer(
-    tsa: TimeStampAuthority, pki: DevelopmentPKI, tmp_path: Path
-) -> None:
-    old = tsa.respond(build_request(DATA).der)  # a genuine token, but for another request
-
-    async def replaying(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_query(reader)
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/timestamp-reply\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(old), old)
-        )
-        await writer.drain()
-        writer.close()
-
-    server, url = await _fake_server(replaying)
-    async with server:
-        client = TsaClient(url, timeout=2, trusted_roots=[pki.root_certificate])
-        with pytest.raises(TsaInvalidResponse, match="nonce"):
-            await client.timestamp(DATA)
-
-    async with TsaHttpServer(tsa) as real:
-        other = DevelopmentPKI.ensure(tmp_path / "other")
-        client = TsaClient(real.url, timeout=2, trusted_roots=[other.root_certificate])
-        with pytest.raises(TsaInvalidResponse, match="chain"):
-            await client.timestamp(DATA)
-
-
-async def test_client_raises_refused_on_rejection(
-    server: TsaHttpServer, pki: DevelopmentPKI
-) -> None:
-    client = TsaClient(
-        server.url, timeout=2, trusted_roots=[pki.root_certificate], policy_oid="1.2.3.4"
-    )
-    with pytest.raises(TsaRefused) as caught:
-        await client.timestamp(DATA)
-    assert caught.value.status == "rejection"
-    assert caught.value.fail_info == {"unaccepted_policy"}
-
-
-def test_client_rejects_other_url_schemes() -> None:
-    with pytest.raises(ValueError):
-        TsaClient("ftp://tsa.example/", timeout=1, trusted_roots=[])
-
-
-def _tls_contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """Server context with a self-issued certificate for 127.0.0.1, client context trusting it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    (tmp_path / "tls.pem").write_bytes(cert_pem)
-    (tmp_path / "tls-key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(tmp_path / "tls.pem", tmp_path / "tls-key.pem")
-    client = ssl.create_default_context(cadata=cert_pem.decode())
-    return server, client
-
-
-async def test_client_speaks_https(
-    tsa: TimeStampAuthority, pki: DevelopmentPKI, tmp_path: Path
-) -> None:
-    server_context, client_context = _tls_contexts(tmp_path)
-    async with TsaHttpServer(tsa, ssl_context=server_context) as server:
-        assert server.url.startswith("https://127.0.0.1:")
-        client = TsaClient(
-            server.url, timeout=5, trusted_roots=[pki.root_certificate], ssl_context=client_context
-        )
-        response = await client.timestamp(DATA)
-        assert verify_timestamp_response(response, DATA, [pki.root_certificate]).ok
-        # The default trust store does not know this server certificate.
-        with pytest.raises(TsaUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
-            await TsaClient(server.url, timeout=5, trusted_roots=None).timestamp(DATA)
+def test_response_status_refuses_what_is_not_a_timestamp_response() -> None:
+    with pytest.raises(SignedDataInvalid, match="malformed TimeStampResp"):
+        response_status(b"<html>busy</html>")

@@ -4,7 +4,7 @@ while the ingest benchmark's load runs, plus the Merkle library beside pymerkle.
     python -m tools.bench.sealing [--documents 2000] [--concurrency 64] [--streams 8] [--out FILE]
 
 nats-server, the ingest service and the sealing service (default settings: a checkpoint per
-1,000 leaves or 500 ms, the built-in TSA over HTTP, a development PKI) run as their own
+1,000 leaves or 500 ms, the built-in TSA in process, a development PKI) run as their own
 processes. Deposits of 30 KB PDFs are sent as in tools/bench/ingest.py: once one Upload call
 per document, once (twice as many documents) over UploadMany streams, the bulk rate. Afterwards the
 tenant's seallog is read back from the store:
@@ -83,6 +83,8 @@ async def bench(documents: int, concurrency: int, streams: int = 0) -> dict[str,
                     "ARCHIVE_BLOB_DIR": str(tmp / "blobs"),
                     "ARCHIVE_OPERATOR_TOKEN": OPERATOR,
                     "ARCHIVE_LOG_LEVEL": "WARNING",
+                    # The development PKI and the built-in TSA (in process).
+                    "ARCHIVE_PROFILE": "development",
                 },
                 tmp / f"{name}.log",
             )

@@ -154,6 +154,9 @@ class Supervisor:
 
         base = {k: v for k, v in env.items() if k != "ARCHIVE_OPERATOR_TOKEN_FILE"}
         base.setdefault("ARCHIVE_SHUTDOWN_GRACE_SECONDS", CHILD_GRACE_SECONDS)
+        # The embedded stack is the development one: sealing may make its own PKI and stamp
+        # its own time here (services/sealing/trust.py); everywhere else it may not.
+        base.setdefault("ARCHIVE_PROFILE", "development")
         base["PYTHONUNBUFFERED"] = "1"
         base.update(
             ARCHIVE_NATS_URL=self.nats_url,

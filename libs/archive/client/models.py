@@ -224,7 +224,8 @@ class IssuedToken:
 class SignedCheckpoint:
     """A checkpoint of the tenant's journal as the archive sealed it: the C2SP checkpoint text,
     the detached CMS seal over it (DER), the RFC 3161 time-stamp response over it (DER), and
-    the PEM certificates to check both (`archive.verify.verify_signed_checkpoint`)."""
+    the PEM certificates to check both (`archive.verify.verify_signed_checkpoint`): the seal's
+    chain and root, the time-stamp authority's chain and its own root."""
 
     checkpoint: bytes
     seal: bytes
@@ -232,6 +233,7 @@ class SignedCheckpoint:
     seal_chain_pem: str
     tsa_chain_pem: str
     root_pem: str
+    tsa_root_pem: str = ""
 
     @classmethod
     def from_proto(cls, message: sealing_pb2.SignedCheckpoint) -> SignedCheckpoint:
@@ -242,6 +244,7 @@ class SignedCheckpoint:
             seal_chain_pem=message.seal_chain_pem,
             tsa_chain_pem=message.tsa_chain_pem,
             root_pem=message.root_pem,
+            tsa_root_pem=message.tsa_root_pem,
         )
 
     @property

@@ -9,7 +9,7 @@ signer certificate cannot be substituted). Anyone can check it with
     openssl cms -verify -binary -inform DER -in X.p7s -content X.txt -CAfile root.pem -purpose any
 
 `verify_detached` performs the same checks offline, and the SignedData helpers here are shared
-with the time-stamp token code (timestamping.py), whose tokens are SignedData as well.
+with the time-stamp token code (timestamps.py), whose tokens are SignedData as well.
 
 `cryptography`'s PKCS7SignatureBuilder cannot add signing-certificate-v2, hence asn1crypto.
 """
@@ -150,7 +150,8 @@ def build_signed_data(
     }
     if include_certificates:
         signed_data["certificates"] = [_asn1_cert(c) for c in [signer.certificate, *signer.chain]]
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    der: bytes = cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    return der
 
 
 def seal_detached(data: bytes, signer: Signer, signing_time: dt.datetime | None = None) -> bytes:
@@ -231,7 +232,7 @@ def embedded_certificates(signed_data: cms.SignedData) -> list[x509.Certificate]
 def _matches_sid(cert: x509.Certificate, sid: cms.SignerIdentifier) -> bool:
     if sid.name == "issuer_and_serial_number":
         parsed = _asn1_cert(cert)
-        return (
+        return bool(
             parsed.serial_number == sid.chosen["serial_number"].native
             and parsed.issuer == sid.chosen["issuer"]
         )
@@ -239,7 +240,7 @@ def _matches_sid(cert: x509.Certificate, sid: cms.SignerIdentifier) -> bool:
         ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
         return False
-    return ski == sid.chosen.native
+    return bool(ski == sid.chosen.native)
 
 
 def _verify_signature(
@@ -328,8 +329,9 @@ def validate_chain(
     intermediates: Sequence[x509.Certificate],
     trusted_roots: Sequence[x509.Certificate],
     at: dt.datetime,
-) -> None:
-    """Path from `cert` to one of `trusted_roots`, every certificate valid at `at`.
+) -> list[x509.Certificate]:
+    """Path from `cert` to one of `trusted_roots`, every certificate valid at `at`; returns it
+    (`cert` first, the root last).
 
     cryptography's path builder does signatures, names, validity and CA constraints; the
     extension policies are relaxed because seals and TSA certificates are not WebPKI certificates
@@ -350,9 +352,10 @@ def validate_chain(
         .build_client_verifier()
     )
     try:
-        verifier.verify(cert, list(intermediates))
+        verified = verifier.verify(cert, list(intermediates))
     except verification.VerificationError as exc:
         raise SignedDataInvalid(f"chain not trusted at {at.isoformat()}: {exc}") from None
+    return list(verified.chain)
 
 
 def check_signed_data(

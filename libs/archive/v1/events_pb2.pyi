@@ -197,7 +197,7 @@ class LogLeavesAppended(_message.Message):
     def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., first_index: _Optional[int] = ..., leaf_hashes: _Optional[_Iterable[bytes]] = ..., event_ids: _Optional[_Iterable[str]] = ..., event_positions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class CheckpointSealed(_message.Message):
-    __slots__ = ("tenant", "tree_size", "root_hash", "checkpoint", "seal", "timestamp_response", "timestamped_at", "previous_checkpoint_sha256", "previous_tree_size", "consistency_proof")
+    __slots__ = ("tenant", "tree_size", "root_hash", "checkpoint", "seal", "timestamp_response", "timestamped_at", "previous_checkpoint_sha256", "previous_tree_size", "consistency_proof", "tsa_chain_pem", "tsa_root_pem")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
     ROOT_HASH_FIELD_NUMBER: _ClassVar[int]
@@ -208,6 +208,8 @@ class CheckpointSealed(_message.Message):
     PREVIOUS_CHECKPOINT_SHA256_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_PROOF_FIELD_NUMBER: _ClassVar[int]
+    TSA_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
+    TSA_ROOT_PEM_FIELD_NUMBER: _ClassVar[int]
     tenant: _common_pb2.TenantId
     tree_size: int
     root_hash: bytes
@@ -218,7 +220,9 @@ class CheckpointSealed(_message.Message):
     previous_checkpoint_sha256: bytes
     previous_tree_size: int
     consistency_proof: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., checkpoint: _Optional[bytes] = ..., seal: _Optional[bytes] = ..., timestamp_response: _Optional[bytes] = ..., timestamped_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_checkpoint_sha256: _Optional[bytes] = ..., previous_tree_size: _Optional[int] = ..., consistency_proof: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    tsa_chain_pem: str
+    tsa_root_pem: str
+    def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., checkpoint: _Optional[bytes] = ..., seal: _Optional[bytes] = ..., timestamp_response: _Optional[bytes] = ..., timestamped_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_checkpoint_sha256: _Optional[bytes] = ..., previous_tree_size: _Optional[int] = ..., consistency_proof: _Optional[_Iterable[bytes]] = ..., tsa_chain_pem: _Optional[str] = ..., tsa_root_pem: _Optional[str] = ...) -> None: ...
 
 class SealerCursorAdvanced(_message.Message):
     __slots__ = ("position",)

@@ -26,7 +26,7 @@ from archive.v1 import common_pb2 as archive_dot_v1_dot_common__pb2
 from archive.v1 import events_pb2 as archive_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61rchive/v1/sealing.proto\x12\narchive.v1\x1a\x17\x61rchive/v1/common.proto\x1a\x17\x61rchive/v1/events.proto\"A\n\x12GetEvidenceRequest\x12+\n\x0b\x64ocument_id\x18\x01 \x01(\x0b\x32\x16.archive.v1.DocumentId\"D\n\x0e\x45videnceBundle\x12\x0b\n\x03zip\x18\x01 \x01(\x0c\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x11\n\ttree_size\x18\x03 \x01(\x04\")\n\x14GetCheckpointRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\"\x91\x01\n\x10SignedCheckpoint\x12\x12\n\ncheckpoint\x18\x01 \x01(\x0c\x12\x0c\n\x04seal\x18\x02 \x01(\x0c\x12\x1a\n\x12timestamp_response\x18\x03 \x01(\x0c\x12\x16\n\x0eseal_chain_pem\x18\x04 \x01(\t\x12\x15\n\rtsa_chain_pem\x18\x05 \x01(\t\x12\x10\n\x08root_pem\x18\x06 \x01(\t\"@\n\x1aGetConsistencyProofRequest\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\"\xb2\x01\n\x10\x43onsistencyProof\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\x12\x35\n\x0f\x66rom_checkpoint\x18\x04 \x01(\x0b\x32\x1c.archive.v1.SignedCheckpoint\x12\x33\n\rto_checkpoint\x18\x05 \x01(\x0b\x32\x1c.archive.v1.SignedCheckpoint\"\x1a\n\x18RunIntegrityAuditRequest\"\x1f\n\x1dRunStoreIntegrityAuditRequest2\xce\x03\n\x07Sealing\x12I\n\x0bGetEvidence\x12\x1e.archive.v1.GetEvidenceRequest\x1a\x1a.archive.v1.EvidenceBundle\x12O\n\rGetCheckpoint\x12 .archive.v1.GetCheckpointRequest\x1a\x1c.archive.v1.SignedCheckpoint\x12[\n\x13GetConsistencyProof\x12&.archive.v1.GetConsistencyProofRequest\x1a\x1c.archive.v1.ConsistencyProof\x12^\n\x11RunIntegrityAudit\x12$.archive.v1.RunIntegrityAuditRequest\x1a#.archive.v1.IntegrityAuditCompleted\x12j\n\x16RunStoreIntegrityAudit\x12).archive.v1.RunStoreIntegrityAuditRequest\x1a#.archive.v1.IntegrityAuditCompleted0\x01\x42\x16Z\x14\x61rchive/v1;archivev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61rchive/v1/sealing.proto\x12\narchive.v1\x1a\x17\x61rchive/v1/common.proto\x1a\x17\x61rchive/v1/events.proto\"A\n\x12GetEvidenceRequest\x12+\n\x0b\x64ocument_id\x18\x01 \x01(\x0b\x32\x16.archive.v1.DocumentId\"D\n\x0e\x45videnceBundle\x12\x0b\n\x03zip\x18\x01 \x01(\x0c\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x11\n\ttree_size\x18\x03 \x01(\x04\")\n\x14GetCheckpointRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\"\xa7\x01\n\x10SignedCheckpoint\x12\x12\n\ncheckpoint\x18\x01 \x01(\x0c\x12\x0c\n\x04seal\x18\x02 \x01(\x0c\x12\x1a\n\x12timestamp_response\x18\x03 \x01(\x0c\x12\x16\n\x0eseal_chain_pem\x18\x04 \x01(\t\x12\x15\n\rtsa_chain_pem\x18\x05 \x01(\t\x12\x10\n\x08root_pem\x18\x06 \x01(\t\x12\x14\n\x0ctsa_root_pem\x18\x07 \x01(\t\"@\n\x1aGetConsistencyProofRequest\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\"\xb2\x01\n\x10\x43onsistencyProof\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\x12\x35\n\x0f\x66rom_checkpoint\x18\x04 \x01(\x0b\x32\x1c.archive.v1.SignedCheckpoint\x12\x33\n\rto_checkpoint\x18\x05 \x01(\x0b\x32\x1c.archive.v1.SignedCheckpoint\"\x1a\n\x18RunIntegrityAuditRequest\"\x1f\n\x1dRunStoreIntegrityAuditRequest2\xce\x03\n\x07Sealing\x12I\n\x0bGetEvidence\x12\x1e.archive.v1.GetEvidenceRequest\x1a\x1a.archive.v1.EvidenceBundle\x12O\n\rGetCheckpoint\x12 .archive.v1.GetCheckpointRequest\x1a\x1c.archive.v1.SignedCheckpoint\x12[\n\x13GetConsistencyProof\x12&.archive.v1.GetConsistencyProofRequest\x1a\x1c.archive.v1.ConsistencyProof\x12^\n\x11RunIntegrityAudit\x12$.archive.v1.RunIntegrityAuditRequest\x1a#.archive.v1.IntegrityAuditCompleted\x12j\n\x16RunStoreIntegrityAudit\x12).archive.v1.RunStoreIntegrityAuditRequest\x1a#.archive.v1.IntegrityAuditCompleted0\x01\x42\x16Z\x14\x61rchive/v1;archivev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,15 +41,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCHECKPOINTREQUEST']._serialized_start=227
   _globals['_GETCHECKPOINTREQUEST']._serialized_end=268
   _globals['_SIGNEDCHECKPOINT']._serialized_start=271
-  _globals['_SIGNEDCHECKPOINT']._serialized_end=416
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=418
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=482
-  _globals['_CONSISTENCYPROOF']._serialized_start=485
-  _globals['_CONSISTENCYPROOF']._serialized_end=663
-  _globals['_RUNINTEGRITYAUDITREQUEST']._serialized_start=665
-  _globals['_RUNINTEGRITYAUDITREQUEST']._serialized_end=691
-  _globals['_RUNSTOREINTEGRITYAUDITREQUEST']._serialized_start=693
-  _globals['_RUNSTOREINTEGRITYAUDITREQUEST']._serialized_end=724
-  _globals['_SEALING']._serialized_start=727
-  _globals['_SEALING']._serialized_end=1189
+  _globals['_SIGNEDCHECKPOINT']._serialized_end=438
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=440
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=504
+  _globals['_CONSISTENCYPROOF']._serialized_start=507
+  _globals['_CONSISTENCYPROOF']._serialized_end=685
+  _globals['_RUNINTEGRITYAUDITREQUEST']._serialized_start=687
+  _globals['_RUNINTEGRITYAUDITREQUEST']._serialized_end=713
+  _globals['_RUNSTOREINTEGRITYAUDITREQUEST']._serialized_start=715
+  _globals['_RUNSTOREINTEGRITYAUDITREQUEST']._serialized_end=746
+  _globals['_SEALING']._serialized_start=749
+  _globals['_SEALING']._serialized_end=1211
 # @@protoc_insertion_point(module_scope)

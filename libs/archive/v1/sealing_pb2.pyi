@@ -31,20 +31,22 @@ class GetCheckpointRequest(_message.Message):
     def __init__(self, tree_size: _Optional[int] = ...) -> None: ...
 
 class SignedCheckpoint(_message.Message):
-    __slots__ = ("checkpoint", "seal", "timestamp_response", "seal_chain_pem", "tsa_chain_pem", "root_pem")
+    __slots__ = ("checkpoint", "seal", "timestamp_response", "seal_chain_pem", "tsa_chain_pem", "root_pem", "tsa_root_pem")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     SEAL_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_RESPONSE_FIELD_NUMBER: _ClassVar[int]
     SEAL_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
     TSA_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
     ROOT_PEM_FIELD_NUMBER: _ClassVar[int]
+    TSA_ROOT_PEM_FIELD_NUMBER: _ClassVar[int]
     checkpoint: bytes
     seal: bytes
     timestamp_response: bytes
     seal_chain_pem: str
     tsa_chain_pem: str
     root_pem: str
-    def __init__(self, checkpoint: _Optional[bytes] = ..., seal: _Optional[bytes] = ..., timestamp_response: _Optional[bytes] = ..., seal_chain_pem: _Optional[str] = ..., tsa_chain_pem: _Optional[str] = ..., root_pem: _Optional[str] = ...) -> None: ...
+    tsa_root_pem: str
+    def __init__(self, checkpoint: _Optional[bytes] = ..., seal: _Optional[bytes] = ..., timestamp_response: _Optional[bytes] = ..., seal_chain_pem: _Optional[str] = ..., tsa_chain_pem: _Optional[str] = ..., root_pem: _Optional[str] = ..., tsa_root_pem: _Optional[str] = ...) -> None: ...
 
 class GetConsistencyProofRequest(_message.Message):
     __slots__ = ("from_size", "to_size")

@@ -8,7 +8,8 @@ and, preferably, a root certificate obtained some other way:
   of VERIFY.md, in order: `bundle` (every file present and well-formed), `document` (the file's
   SHA-256, SHA-512 and size are the deposit's), `inclusion` (the deposit's leaf is in the tree
   whose root checkpoint.txt holds), `seal` (CMS over checkpoint.txt, chained to the trusted
-  root), `timestamp` (RFC 3161 over SHA-256(checkpoint.txt), chained to the trusted root).
+  seal root), `timestamp` (RFC 3161 over SHA-256(checkpoint.txt), chained to the trusted TSA
+  root: the time-stamp authority is somebody else, with a root of its own).
 - `verify_signed_checkpoint(...) -> CheckpointReport`: the `seal` and `timestamp` checks of a
   checkpoint on its own (as `GetCheckpoint` or `archivectl checkpoint -o DIR` gives it).
 - `verify_consistency_between(old, new, proof) -> Check`: RFC 9162 consistency between two
@@ -18,10 +19,12 @@ Nothing here raises for bad evidence: every problem becomes a failed `Check` who
 what broke, in words for a person. Only caller errors raise (ValueError for a pinned root that is
 not a PEM certificate, OSError for a file that cannot be read).
 
-Trust: by default the root shipped in the bundle (certs/root.pem). That proves the bundle is
-internally consistent and sealed by *some* key chaining to that root, not that the root is the
-provider's: pin the provider's root (`trusted_root_pem`, `--trust-root`) for that. With a pinned
-root, a bundle re-signed under another root fails even though it is self-consistent.
+Trust: by default the roots shipped in the bundle (certs/root.pem for the seal,
+certs/tsa-root.pem for the time stamp). That proves the bundle is internally consistent and
+sealed and stamped by *some* keys chaining to those roots, not that they are the provider's and
+the TSA's: pin them (`trusted_root_pem`, `--trust-root`; `trusted_tsa_root_pem`,
+`--trust-tsa-root`) for that. With a pinned root, a bundle re-signed under another root fails
+even though it is self-consistent.
 
 The modules: `layout` (the bundle's member names, shared with the writer in
 services/sealing/evidence.py), `reader` (ZIP, member caps, parsing, trust), `checks` and `report`.
@@ -55,6 +58,7 @@ from archive.verify.layout import (
     SEAL_CHAIN,
     TIMESTAMP,
     TSA_CHAIN,
+    TSA_ROOT,
     VERIFY,
 )
 from archive.verify.reader import (
@@ -104,6 +108,7 @@ __all__ = [
     "SKIPPED",
     "TIMESTAMP",
     "TSA_CHAIN",
+    "TSA_ROOT",
     "VERIFY",
     "Check",
     "CheckpointReport",
@@ -118,12 +123,18 @@ _TRUST_BUNDLE_HINT: Final = (
     "trusting the root shipped in the bundle; pass --trust-root to pin your own"
 )
 _BUNDLE_ROOT_LABEL: Final = f"the root shipped in the bundle ({ROOT})"
+_TSA_TRUST_BUNDLE_HINT: Final = (
+    "trusting the TSA root shipped in the bundle; pass --trust-tsa-root to pin the TSA's own"
+)
+_BUNDLE_TSA_ROOT_LABEL: Final = f"the TSA root shipped in the bundle ({TSA_ROOT})"
+_PINNED_TSA_LABEL: Final = "your pinned TSA root"
 _BUNDLE_NAMES: Final = {
     "checkpoint": CHECKPOINT,
     "seal": SEAL,
     "timestamp": TIMESTAMP,
     "root": ROOT,
     "tsa_chain": TSA_CHAIN,
+    "tsa_root": TSA_ROOT,
 }
 
 
@@ -132,21 +143,24 @@ def verify_evidence(
     bundle_zip: bytes,
     *,
     trusted_root_pem: bytes | None = None,
+    trusted_tsa_root_pem: bytes | None = None,
     document_id: str | None = None,
 ) -> EvidenceReport:
     """Verify an evidence bundle (and the document `file`, unless None) offline.
 
-    `trusted_root_pem` pins the root the seal and time stamp must chain to; by default the
-    bundle's own certs/root.pem is trusted (and the report's `trust` says so). `document_id`,
-    when given, must be the document the bundle is about. Raises only for a pinned root that
-    is not PEM (ValueError) or a file that cannot be read (OSError).
+    `trusted_root_pem` pins the root the seal must chain to, `trusted_tsa_root_pem` the one
+    the time stamp must chain to; by default the bundle's own certs/root.pem and
+    certs/tsa-root.pem are trusted (and the report's `trust` and `tsa_trust` say so).
+    `document_id`, when given, must be the document the bundle is about. Raises only for a
+    pinned root that is not PEM (ValueError) or a file that cannot be read (OSError).
     """
     if isinstance(file, str):
         raise TypeError("pass a pathlib.Path for a file, or bytes for content, not a str")
     if isinstance(file, os.PathLike):
         file = Path(file)
-    if trusted_root_pem is not None:
-        load_trusted_roots(trusted_root_pem)  # a caller's error: raise before reading anything
+    for pinned in (trusted_root_pem, trusted_tsa_root_pem):
+        if pinned is not None:
+            load_trusted_roots(pinned)  # a caller's error: raise before reading anything
     bundle = read_bundle(bundle_zip)
     trust = choose_trust(
         bundle.roots,
@@ -154,14 +168,22 @@ def verify_evidence(
         shipped_label=_BUNDLE_ROOT_LABEL,
         shipped_note=_TRUST_BUNDLE_HINT,
     )
+    tsa_trust = choose_trust(
+        bundle.tsa_roots,
+        trusted_tsa_root_pem,
+        shipped_label=_BUNDLE_TSA_ROOT_LABEL,
+        shipped_note=_TSA_TRUST_BUNDLE_HINT,
+        pinned_label=_PINNED_TSA_LABEL,
+    )
     trust_note = trust.note if trust is not None else _TRUST_BUNDLE_HINT
+    tsa_note = tsa_trust.note if tsa_trust is not None else _TSA_TRUST_BUNDLE_HINT
     if bundle.zip_error is not None:
         checks = [failed(CHECK_BUNDLE, f"the evidence is {bundle.zip_error}")]
         checks += [
             Check(name, NOT_RUN, "not checked: the bundle cannot be read")
             for name in (CHECK_DOCUMENT, CHECK_INCLUSION, CHECK_SEAL, CHECK_TIMESTAMP)
         ]
-        return EvidenceReport(tuple(checks), trust_note)
+        return EvidenceReport(tuple(checks), trust_note, tsa_trust=tsa_note)
     if bundle.problems:
         bundle_check = failed(
             CHECK_BUNDLE, "the bundle is incomplete: " + "; ".join(bundle.problems)
@@ -176,6 +198,7 @@ def verify_evidence(
         bundle.member(TIMESTAMP),
         bundle.tsa_chain,
         trust,
+        tsa_trust,
         _BUNDLE_NAMES,
     )
     checks = [
@@ -190,6 +213,7 @@ def verify_evidence(
     return EvidenceReport(
         tuple(checks),
         trust_note,
+        tsa_trust=tsa_note,
         document_id=_str_or_none(data.get("document_id")),
         sha256=_str_or_none(data.get("sha256")),
         sha512=_str_or_none(data.get("sha512")),
@@ -204,6 +228,8 @@ def verify_evidence(
         seal_signing_time=signatures.seal_signing_time,
         root_subject=trust.subject if trust is not None else None,
         root_sha256=trust.fingerprint if trust is not None else None,
+        tsa_root_subject=tsa_trust.subject if tsa_trust is not None else None,
+        tsa_root_sha256=tsa_trust.fingerprint if tsa_trust is not None else None,
     )
 
 
@@ -227,16 +253,21 @@ def verify_signed_checkpoint(
     *,
     tsa_chain_pem: bytes | None = None,
     root_pem: bytes | None = None,
+    tsa_root_pem: bytes | None = None,
     trusted_root_pem: bytes | None = None,
     trusted_root_label: str = "your pinned root",
+    trusted_tsa_root_pem: bytes | None = None,
+    trusted_tsa_root_label: str = _PINNED_TSA_LABEL,
     names: dict[str, str] | None = None,
 ) -> CheckpointReport:
     """Verify a checkpoint's seal and time stamp offline: checks checkpoint (the text parses),
     seal and timestamp. A missing seal fails; a missing time stamp (None) is skipped.
 
-    `root_pem` is the root shipped with the checkpoint, trusted unless `trusted_root_pem`
-    pins one (called `trusted_root_label` in reasons). `names` renames the files in reasons
-    (keys checkpoint, seal, timestamp, root, tsa_chain; default: the bundle's file names).
+    `root_pem` is the seal's root shipped with the checkpoint, trusted unless
+    `trusted_root_pem` pins one (called `trusted_root_label` in reasons); `tsa_root_pem` and
+    `trusted_tsa_root_pem` are the same for the time stamp. `names` renames the files in
+    reasons (keys checkpoint, seal, timestamp, root, tsa_chain, tsa_root; default: the
+    bundle's file names).
     """
     labels = {**_BUNDLE_NAMES, **(names or {})}
     checks: list[Check] = []
@@ -260,12 +291,21 @@ def verify_signed_checkpoint(
         "--trust-root to pin your own",
         pinned_label=trusted_root_label,
     )
+    tsa_trust = choose_trust(
+        _certificates_or_none(tsa_root_pem),
+        trusted_tsa_root_pem,
+        shipped_label=labels["tsa_root"],
+        shipped_note=f"trusting {labels['tsa_root']}, shipped with the checkpoint; pass "
+        "--trust-tsa-root to pin the TSA's own",
+        pinned_label=trusted_tsa_root_label,
+    )
     signatures = check_signatures(
         checkpoint if parsed is not None else None,
         seal,
         timestamp_response,
         _certificates_or_none(tsa_chain_pem) or [],
         trust,
+        tsa_trust,
         labels,
     )
     seal_check = signatures.seal
@@ -278,12 +318,15 @@ def verify_signed_checkpoint(
     return CheckpointReport(
         tuple(checks),
         trust.note if trust is not None else "no root: nothing to trust",
+        tsa_trust=tsa_trust.note if tsa_trust is not None else "no TSA root: nothing to trust",
         checkpoint=parsed,
         gen_time=signatures.gen_time,
         tsa_subject=signatures.tsa_subject,
         seal_subject=signatures.seal_subject,
         root_subject=trust.subject if trust is not None else None,
         root_sha256=trust.fingerprint if trust is not None else None,
+        tsa_root_subject=tsa_trust.subject if tsa_trust is not None else None,
+        tsa_root_sha256=tsa_trust.fingerprint if tsa_trust is not None else None,
     )
 
 

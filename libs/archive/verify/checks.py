@@ -23,7 +23,7 @@ from archive.sealing.merkle import (
     root_from_inclusion,
     verify_consistency,
 )
-from archive.sealing.timestamping import TimeStampResp, verify_timestamp_response
+from archive.sealing.timestamps import TimeStampResp, verify_timestamp_response
 from archive.verify.layout import CHECKPOINT, LEAF, PROOF
 from archive.verify.reader import Bundle, Trust, is_int
 from archive.verify.report import (
@@ -219,28 +219,32 @@ def check_signatures(
     timestamp_response: bytes | None,
     tsa_chain: Sequence[x509.Certificate] | None,
     trust: Trust | None,
+    tsa_trust: Trust | None,
     names: Mapping[str, str],
 ) -> SignatureChecks:
-    """The seal and time-stamp checks of a checkpoint. `names` says how files are called in
-    reasons (keys "checkpoint", "seal", "timestamp", "root", "tsa_chain")."""
+    """The seal and time-stamp checks of a checkpoint: the seal chains to `trust` (the seal's
+    root), the time stamp to `tsa_trust` (the TSA's own root) through `tsa_chain`. `names`
+    says how files are called in reasons (keys "checkpoint", "seal", "timestamp", "root",
+    "tsa_chain", "tsa_root")."""
     text, seal_name, stamp_name = names["checkpoint"], names["seal"], names["timestamp"]
-    if trust is None:
-        reason = f"not checked: {names['root']} missing or unreadable, and no root pinned"
-        return SignatureChecks(
-            Check(CHECK_SEAL, NOT_RUN, reason), Check(CHECK_TIMESTAMP, NOT_RUN, reason)
-        )
     # The time stamp first: its genTime, vouched for by the TSA, is the moment at which the
     # seal certificate must have been valid (rather than the signing time the sealer claims).
     stamp_check: Check
     gen_time = tsa_subject = None
-    if checkpoint is None or timestamp_response is None:
+    if tsa_trust is None:
+        stamp_check = Check(
+            CHECK_TIMESTAMP,
+            NOT_RUN,
+            f"not checked: {names['tsa_root']} missing or unreadable, and no TSA root pinned",
+        )
+    elif checkpoint is None or timestamp_response is None:
         stamp_check = not_run(
             CHECK_TIMESTAMP,
             [n for n, v in ((text, checkpoint), (stamp_name, timestamp_response)) if v is None],
         )
     else:
         stamp = verify_timestamp_response(
-            timestamp_response, checkpoint, trust.roots, untrusted=list(tsa_chain or ())
+            timestamp_response, checkpoint, tsa_trust.roots, untrusted=list(tsa_chain or ())
         )
         algorithm = _imprint_algorithm(timestamp_response) if stamp.ok else None
         if stamp.ok and algorithm != "sha256":
@@ -252,13 +256,22 @@ def check_signatures(
             stamp_check = passed(
                 CHECK_TIMESTAMP,
                 f"{text} existed at {iso(gen_time)}, time-stamped (RFC 3161) by {tsa_subject}, "
-                f"whose certificate chains to {trust.label}",
+                f"whose certificate chains to {tsa_trust.label}",
             )
         else:
-            stamp_check = failed(CHECK_TIMESTAMP, _stamp_reason(stamp.reason or "", names, trust))
+            stamp_check = failed(
+                CHECK_TIMESTAMP, _stamp_reason(stamp.reason or "", names, tsa_trust)
+            )
 
     seal_subject = signing_time = None
-    if checkpoint is None or seal is None:
+    seal_check: Check
+    if trust is None:
+        seal_check = Check(
+            CHECK_SEAL,
+            NOT_RUN,
+            f"not checked: {names['root']} missing or unreadable, and no root pinned",
+        )
+    elif checkpoint is None or seal is None:
         seal_check = not_run(
             CHECK_SEAL, [n for n, v in ((text, checkpoint), (seal_name, seal)) if v is None]
         )

@@ -15,6 +15,7 @@ __all__ = [
     "SEAL_CHAIN",
     "TIMESTAMP",
     "TSA_CHAIN",
+    "TSA_ROOT",
     "VERIFY",
 ]
 
@@ -24,7 +25,10 @@ CHECKPOINT: Final = "checkpoint.txt"
 SEAL: Final = "checkpoint.p7s"
 TIMESTAMP: Final = "checkpoint.tsr"
 SEAL_CHAIN: Final = "certs/seal-chain.pem"
+# The TSA's certificate and intermediates, and the TSA's root: a TSA is somebody else, so the
+# time stamp chains to its own root, not to the seal's (ROOT).
 TSA_CHAIN: Final = "certs/tsa-chain.pem"
+TSA_ROOT: Final = "certs/tsa-root.pem"
 ROOT: Final = "certs/root.pem"
 VERIFY: Final = "VERIFY.md"
 EXPECTED_FILES: Final = (
@@ -35,6 +39,7 @@ EXPECTED_FILES: Final = (
     TIMESTAMP,
     SEAL_CHAIN,
     TSA_CHAIN,
+    TSA_ROOT,
     ROOT,
     VERIFY,
 )

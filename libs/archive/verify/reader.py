@@ -17,7 +17,7 @@ from archive.sealing.canonical_json import canonicalize
 from archive.sealing.checkpoint import Checkpoint, CheckpointError, parse_checkpoint
 from archive.sealing.cms import SignedDataInvalid, load_signed_data
 from archive.sealing.merkle import HASH_SIZE
-from archive.sealing.timestamping import TimeStampResp
+from archive.sealing.timestamps import TimeStampResp
 from archive.verify.layout import (
     CHECKPOINT,
     EXPECTED_FILES,
@@ -28,6 +28,7 @@ from archive.verify.layout import (
     SEAL_CHAIN,
     TIMESTAMP,
     TSA_CHAIN,
+    TSA_ROOT,
     VERIFY,
 )
 
@@ -131,6 +132,7 @@ class Bundle:
     proof: Proof | None = None
     checkpoint: Checkpoint | None = None
     tsa_chain: list[x509.Certificate] | None = None
+    tsa_roots: list[x509.Certificate] | None = None
     roots: list[x509.Certificate] | None = None
     problems: list[str] = field(default_factory=list)
     unusable: set[str] = field(default_factory=set)
@@ -205,6 +207,7 @@ def _parse_members(bundle: Bundle) -> None:
     parse(TIMESTAMP, _parse_timestamp_response)
     parse(SEAL_CHAIN, parse_certificates)
     bundle.tsa_chain = parse(TSA_CHAIN, parse_certificates)
+    bundle.tsa_roots = parse(TSA_ROOT, parse_certificates)
     bundle.roots = parse(ROOT, parse_certificates)
     parse(VERIFY, lambda raw: raw.decode("utf-8"))
 

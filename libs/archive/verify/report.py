@@ -80,6 +80,7 @@ class _Outcome:
 
     checks: tuple[Check, ...]
     trust: str
+    tsa_trust: str
 
     @property
     def ok(self) -> bool:
@@ -103,7 +104,7 @@ class _Outcome:
         """The report's own fields, in declaration order, as JSON values."""
         facts: dict[str, Any] = {}
         for spec in dataclasses.fields(self):  # type: ignore[arg-type]  # only dataclasses
-            if spec.name in ("checks", "trust"):
+            if spec.name in ("checks", "trust", "tsa_trust"):
                 continue
             value = getattr(self, spec.name)
             facts[spec.name] = iso(value) if isinstance(value, datetime) else value
@@ -117,6 +118,7 @@ class _Outcome:
             "checks": [check.to_dict() for check in self.checks],
             **self._facts(),
             "trust": self.trust,
+            "tsa_trust": self.tsa_trust,
         }
 
 
@@ -130,6 +132,7 @@ class EvidenceReport(_Outcome):
 
     checks: tuple[Check, ...]
     trust: str
+    tsa_trust: str = ""
     document_id: str | None = None
     sha256: str | None = None
     sha512: str | None = None
@@ -144,6 +147,8 @@ class EvidenceReport(_Outcome):
     seal_signing_time: datetime | None = None
     root_subject: str | None = None
     root_sha256: str | None = None
+    tsa_root_subject: str | None = None
+    tsa_root_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,12 +157,15 @@ class CheckpointReport(_Outcome):
 
     checks: tuple[Check, ...]
     trust: str
+    tsa_trust: str = ""
     checkpoint: Checkpoint | None = None
     gen_time: datetime | None = None
     tsa_subject: str | None = None
     seal_subject: str | None = None
     root_subject: str | None = None
     root_sha256: str | None = None
+    tsa_root_subject: str | None = None
+    tsa_root_sha256: str | None = None
 
     @property
     def origin(self) -> str | None:
