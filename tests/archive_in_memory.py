@@ -30,6 +30,7 @@ import grpc.aio
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from waiting import eventually
 
 from archive.access import ACCESS_CATEGORY
 from archive.blobstore.memory import InMemoryBlobStore
@@ -200,9 +201,7 @@ class InMemoryArchive:
             "max_backoff": 0.01,
         }
         if self.ca_file is not None:
-            settings["channel_credentials"] = grpc.ssl_channel_credentials(
-                root_certificates=self.ca_file.read_bytes()
-            )
+            settings["ca_file"] = self.ca_file
         settings.update(overrides)
         return ClientConfig(self.endpoint, **settings)
 
@@ -320,9 +319,10 @@ class InMemoryArchive:
             asyncio.create_task(self.runner.run(), name="document-registry"),
             asyncio.create_task(self.sealer.run(tick=0.01), name="sealer"),
         ]
-        async with asyncio.timeout(20):  # ready once the tenant's setup is sealed
-            while (log := self.sealer.logs.get(TENANT)) is None or not log.latest_checkpoint:
-                await asyncio.sleep(0.01)
+        await eventually(  # ready once the tenant's setup is sealed
+            lambda: TENANT in self.sealer.logs and bool(self.sealer.logs[TENANT].latest_checkpoint),
+            what="the tenant's first checkpoint",
+        )
 
     async def _serve(self, settings: Settings) -> None:
         self._server = build_server(

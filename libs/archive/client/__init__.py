@@ -17,10 +17,14 @@ from archive.client.client import (
     UploadSource,
 )
 from archive.client.config import (
+    ENV_CA_FILE,
     ENV_ENDPOINT,
+    ENV_INSECURE,
     ENV_OPERATOR_TOKEN,
+    ENV_TLS,
     ENV_TOKEN,
     ClientConfig,
+    is_local_endpoint,
     read_env_file,
 )
 from archive.client.errors import (
@@ -35,6 +39,7 @@ from archive.client.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    TlsHandshakeFailed,
     Unauthenticated,
     Unavailable,
     Unimplemented,
@@ -51,8 +56,11 @@ from archive.client.models import (
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "ENV_CA_FILE",
     "ENV_ENDPOINT",
+    "ENV_INSECURE",
     "ENV_OPERATOR_TOKEN",
+    "ENV_TLS",
     "ENV_TOKEN",
     "MAX_CHUNK_SIZE",
     "AlreadyExists",
@@ -75,6 +83,7 @@ __all__ = [
     "Receipt",
     "ResourceExhausted",
     "ScanProvenance",
+    "TlsHandshakeFailed",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
@@ -82,5 +91,6 @@ __all__ = [
     "UploadOutcome",
     "UploadSource",
     "error_from_rpc",
+    "is_local_endpoint",
     "read_env_file",
 ]

@@ -34,11 +34,11 @@ import grpc.aio
 
 from archive.client.config import ClientConfig
 from archive.client.errors import (
-    RETRYABLE_CODES,
     ArchiveError,
     IntegrityError,
     error_from_rpc,
     error_from_status,
+    is_retryable,
     server_status_lost,
 )
 from archive.client.models import Receipt, ScanProvenance
@@ -254,7 +254,7 @@ class _Stream:
         pending = self.sent[result.index]
         self.answered = result.index + 1
         outcome = _outcome(pending, result, self.correlation_id)
-        retryable = outcome.error is not None and outcome.error.code in RETRYABLE_CODES
+        retryable = outcome.error is not None and is_retryable(outcome.error)
         if retryable and self.upload.may_send_again(pending):
             self.upload.send_again(pending)  # e.g. the event store was briefly unavailable
         else:
@@ -274,7 +274,7 @@ class _Stream:
                 pending.free_resends += 1
                 upload.send_again(pending)
             return
-        retryable = error.code in RETRYABLE_CODES
+        retryable = is_retryable(error)
         for pending in unanswered:
             if retryable and upload.may_send_again(pending):
                 upload.send_again(pending)

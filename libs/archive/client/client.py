@@ -38,11 +38,11 @@ from archive.client.bulk import DEFAULT_STREAMS, BulkUpload, UploadItem, UploadO
 from archive.client.config import ClientConfig
 from archive.client.errors import (
     NOT_READY_REASON,
-    RETRYABLE_CODES,
     ArchiveError,
     IntegrityError,
     NotReady,
     error_from_rpc,
+    is_retryable,
     server_status_lost,
 )
 from archive.client.models import (
@@ -567,12 +567,16 @@ class ArchiveClient:
     # ---- plumbing ----
 
     def _open(self) -> grpc.aio.Channel:
-        # Created on first use, inside the running event loop that will drive it.
+        # Created on first use, inside the running event loop that will drive it. Every call
+        # carries a token, so a plaintext channel to another machine is refused before it is
+        # opened (a channel given to the constructor is the caller's choice).
         if self._channel is None:
+            self.config.check_token_transport()
             options = [("grpc.primary_user_agent", _USER_AGENT)]
-            if self.config.channel_credentials is not None:
+            credentials = self.config.credentials()
+            if credentials is not None:
                 self._channel = grpc.aio.secure_channel(
-                    self.config.endpoint, self.config.channel_credentials, options=options
+                    self.config.endpoint, credentials, options=options
                 )
             else:
                 self._channel = grpc.aio.insecure_channel(self.config.endpoint, options=options)
@@ -623,13 +627,13 @@ class ArchiveClient:
                     continue
                 error = error_from_rpc(rpc_error, correlation_id)
                 error.attempts = number
-                if number >= attempts or error.code not in RETRYABLE_CODES:
+                if number >= attempts or not is_retryable(error):
                     raise error from rpc_error
             except ArchiveError as archive_error:
                 # Already typed, e.g. UNAVAILABLE in the middle of a download stream.
                 error = archive_error
                 error.attempts = number
-                if number >= attempts or error.code not in RETRYABLE_CODES:
+                if number >= attempts or not is_retryable(error):
                     raise
             await asyncio.sleep(max(backoff * random.uniform(0.5, 1.0), error.retry_delay or 0.0))
             backoff = min(backoff * 2, self.config.max_backoff)
@@ -669,7 +673,9 @@ class DownloadStream:
                 raise error_from_rpc(rpc_error, self.correlation_id) from rpc_error
             if message is grpc.aio.EOF:
                 break
-            if message.WhichOneof("part") != "chunk":
+            if not isinstance(message, search_pb2.DownloadResponse) or (
+                message.WhichOneof("part") != "chunk"
+            ):
                 raise ArchiveError(
                     "protocol error: Download sent something other than content after the info",
                     reason="PROTOCOL_ERROR",
@@ -736,11 +742,11 @@ class _Content:
             # retries.
             spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
             try:
-                digest = hashlib.sha256()
+                hasher = hashlib.sha256()
                 async for piece in source:
-                    digest.update(piece)
+                    hasher.update(piece)
                     await asyncio.to_thread(spool.write, piece)
-                yield cls(digest.hexdigest(), lambda: _file_chunks(lambda: spool, chunk_size))
+                yield cls(hasher.hexdigest(), lambda: _file_chunks(lambda: spool, chunk_size))
             finally:
                 spool.close()
 

@@ -9,8 +9,8 @@ when reporting a problem (docs/errors.md is the server side of this table).
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
-from typing import Any, Final, Self
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Self, cast
 
 import grpc
 import grpc.aio
@@ -105,6 +105,12 @@ class Unavailable(ArchiveError):
     after the client's own bounded retries are used up."""
 
 
+class TlsHandshakeFailed(Unavailable):
+    """UNAVAILABLE because the TLS handshake failed: the archive's certificate is not trusted
+    (ARCHIVE_CA_FILE is not the CA that issued it, or it is a private CA and none was given),
+    or the endpoint does not speak TLS. Not retried: asking again fails the same way."""
+
+
 class DeadlineExceeded(Unavailable):
     """DEADLINE_EXCEEDED: no answer in time; treated like Unavailable (retried, then raised)."""
 
@@ -154,14 +160,36 @@ _BY_CODE: Final[dict[grpc.StatusCode, type[ArchiveError]]] = {
 
 # Codes on which repeating the very same request is safe and may succeed.
 RETRYABLE_CODES: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+TLS_HANDSHAKE_REASON: Final = "TLS_HANDSHAKE_FAILED"
+
+
+def is_retryable(error: ArchiveError) -> bool:
+    """Whether repeating the very same request may succeed (and is safe)."""
+    return error.code in RETRYABLE_CODES and not isinstance(error, TlsHandshakeFailed)
 
 
 def error_from_rpc(error: grpc.RpcError, correlation_id: str = "") -> ArchiveError:
     """The typed exception for a failed call, with the rich details the server attached.
     `correlation_id` is the one the client sent, used when the server gave none."""
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    message: str = error.details() or code.name.lower().replace("_", " ")  # type: ignore[attr-defined]
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or code.name.lower().replace("_", " ")
+    if code is grpc.StatusCode.UNAVAILABLE and _is_tls_handshake_failure(message):
+        return TlsHandshakeFailed(
+            "the TLS handshake with the archive failed: its certificate is not trusted (is "
+            "ARCHIVE_CA_FILE / --ca-file the CA that issued it?) or it does not speak TLS; "
+            f"grpc says: {message}",
+            code=code,
+            reason=TLS_HANDSHAKE_REASON,
+            correlation_id=correlation_id,
+        )
     return _typed_error(code, message, _rich_status(error), correlation_id)
+
+
+def _is_tls_handshake_failure(details: str) -> bool:
+    # grpc reports it only in the text: "Tls handshake failed (TSI_PROTOCOL_FAILURE): ...
+    # CERTIFICATE_VERIFY_FAILED", "... WRONG_VERSION_NUMBER".
+    text = details.lower()
+    return "handshake failed" in text and ("tls" in text or "ssl" in text)
 
 
 def error_from_status(status: status_pb2.Status, correlation_id: str = "") -> ArchiveError:
@@ -184,18 +212,16 @@ def _typed_error(
     retry_delay: float | None = None
     if status is not None:
         for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
+            # Unpack is False for another message type, so each detail lands in its own.
+            info = error_details_pb2.ErrorInfo()
+            bad = error_details_pb2.BadRequest()
+            retry = error_details_pb2.RetryInfo()
+            if detail.Unpack(info):
                 reason = info.reason
                 metadata = dict(info.metadata)
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
+            elif detail.Unpack(bad):
                 violations.extend((v.field, v.description) for v in bad.field_violations)
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                retry = error_details_pb2.RetryInfo()
-                detail.Unpack(retry)
+            elif detail.Unpack(retry):
                 retry_delay = retry.retry_delay.ToNanoseconds() / 1e9
     cls = _BY_CODE.get(code, ArchiveError)
     if code is grpc.StatusCode.INVALID_ARGUMENT and reason == DIGEST_MISMATCH_REASON:
@@ -220,7 +246,9 @@ def _typed_error(
 
 def _rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
     trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
-    for key, value in trailing or ():
+    # Pairs at run time (grpc.aio.Metadata, or the sync API's tuples), whatever the stubs say.
+    pairs = cast("Iterable[tuple[str, str | bytes]]", trailing or ())
+    for key, value in pairs:
         if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
             try:
                 return status_pb2.Status.FromString(value)
