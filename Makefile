@@ -20,6 +20,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # The fast run: no test that starts a process (nats-server, the launcher, openssl).
@@ -28,6 +29,7 @@ unit: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 protos: $(STAMP)
 	$(BIN)/python -m tools.protogen

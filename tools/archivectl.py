@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -428,7 +429,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.admin_token()
         else:
             config.tenant_token()
-        return asyncio.run(args.run(args, config))
+        # argparse's Namespace is untyped: every command's run returns its exit code.
+        code: int = asyncio.run(args.run(args, config))
+        return code
     except (UsageError, ArchiveError) as exc:
         _error(_describe(exc))
         return exit_code_for(exc)
@@ -883,7 +886,7 @@ def _tsa_root_fact(report: EvidenceReport | CheckpointReport) -> str | None:
     return f"{report.tsa_root_subject} (SHA-256 fingerprint {report.tsa_root_sha256})"
 
 
-def _iso(moment: Any) -> str:
+def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 

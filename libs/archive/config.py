@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, TypeVar, cast
+from typing import Final, Literal, NoReturn, TypeVar
 
 # Operator tokens shorter than this are guessable; refuse them at start-up.
 MIN_OPERATOR_TOKEN_LENGTH: Final = 24
@@ -24,18 +24,20 @@ DEFAULT_GRPC_MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 
 EventStoreKind = Literal["jetstream", "memory"]
 TracesExporter = Literal["none", "console", "otlp"]
-_EVENT_STORES: Final = ("jetstream", "memory")
+_EVENT_STORES: Final[tuple[EventStoreKind, ...]] = ("jetstream", "memory")
 BlobStoreKind = Literal["pack", "filesystem"]
-_BLOB_STORES: Final = ("pack", "filesystem")
+_BLOB_STORES: Final[tuple[BlobStoreKind, ...]] = ("pack", "filesystem")
 # "development": sealing may generate its own PKI and stamp its own time (the embedded
 # `archive up` stack sets it); "production" (the default): it needs real keys and an
 # external time-stamp authority, or it does not start.
 Profile = Literal["development", "production"]
 _PROFILES: Final = ("development", "production")
-_TRACES_EXPORTERS: Final = ("none", "console", "otlp")
+_TRACES_EXPORTERS: Final[tuple[TracesExporter, ...]] = ("none", "console", "otlp")
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 T = TypeVar("T")
+# One of a Literal's values (an EventStoreKind, a BlobStoreKind, ...).
+_Choice = TypeVar("_Choice", bound=str)
 
 
 class ConfigError(ValueError):
@@ -80,7 +82,7 @@ class Secret:
     def __bool__(self) -> bool:
         return bool(self._value)
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         # Pickling would write the value out in clear (e.g. into a multiprocessing queue).
         raise TypeError("a Secret cannot be pickled")
 
@@ -195,10 +197,7 @@ class Settings:
             grpc_tls_key_file=key,
             backend_tls=backend_tls,
             backend_ca_file=backend_ca,
-            event_store=cast(
-                EventStoreKind,
-                env.get("ARCHIVE_EVENT_STORE", cls.event_store, _one_of(_EVENT_STORES)),
-            ),
+            event_store=env.get("ARCHIVE_EVENT_STORE", cls.event_store, _one_of(_EVENT_STORES)),
             nats_stream=env.get("ARCHIVE_NATS_STREAM", cls.nats_stream, _nats_token),
             nats_subject_prefix=env.get(
                 "ARCHIVE_NATS_SUBJECT_PREFIX", cls.nats_subject_prefix, _nats_token
@@ -210,14 +209,10 @@ class Settings:
                 "ARCHIVE_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds, _seconds
             ),
             service_name=env.get("ARCHIVE_SERVICE_NAME", cls.service_name, _nats_token),
-            traces_exporter=cast(
-                TracesExporter,
-                env.get("ARCHIVE_TRACES_EXPORTER", cls.traces_exporter, _one_of(_TRACES_EXPORTERS)),
+            traces_exporter=env.get(
+                "ARCHIVE_TRACES_EXPORTER", cls.traces_exporter, _one_of(_TRACES_EXPORTERS)
             ),
-            blob_store=cast(
-                BlobStoreKind,
-                env.get("ARCHIVE_BLOB_STORE", cls.blob_store, _one_of(_BLOB_STORES)),
-            ),
+            blob_store=env.get("ARCHIVE_BLOB_STORE", cls.blob_store, _one_of(_BLOB_STORES)),
             blob_dir=env.get("ARCHIVE_BLOB_DIR", None, Path),
             provider_origin=env.get("ARCHIVE_PROVIDER_ORIGIN", cls.provider_origin, _origin),
             checkpoint_max_leaves=env.get(
@@ -334,12 +329,13 @@ def _positive_seconds(raw: str) -> float:
     return value
 
 
-def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
+def _one_of(choices: tuple[_Choice, ...]) -> Callable[[str], _Choice]:
+    def parse(raw: str) -> _Choice:
         value = raw.lower()
-        if value not in choices:
-            raise ValueError(f"{raw!r} is not one of {', '.join(choices)}")
-        return value
+        for choice in choices:
+            if choice == value:
+                return choice
+        raise ValueError(f"{raw!r} is not one of {', '.join(choices)}")
 
     return parse
 

@@ -133,16 +133,16 @@ async def bench(documents: int, concurrency: int, streams: int = 0) -> dict[str,
                     message = recorded.decode()
                     if isinstance(message, events_pb2.CheckpointSealed):
                         checkpoints.append(message)
-                    else:
-                        leaves.append(message)  # type: ignore[arg-type]
+                    elif isinstance(message, events_pb2.LogLeavesAppended):
+                        leaves.append(message)
                 if checkpoints and checkpoints[-1].tree_size >= expected_leaves:
                     break
                 await asyncio.sleep(0.5)
             received = {}
             async for recorded in store.read_all():
                 if recorded.type == "archive.v1.DocumentIngested":
-                    deposit = recorded.decode()
-                    received[recorded.event_id] = deposit.received_at.ToDatetime(tzinfo=UTC)  # type: ignore[attr-defined]
+                    deposit = recorded.decode_as(events_pb2.DocumentIngested)
+                    received[recorded.event_id] = deposit.received_at.ToDatetime(tzinfo=UTC)
             await store.close()
         finally:
             for process in processes:

@@ -25,7 +25,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, TypedDict, Unpack
 
 import grpc
 from cryptography import x509
@@ -48,6 +48,20 @@ CLIENT_VARIABLES: Final = (
     ENV_CA_FILE,
     ENV_INSECURE,
 )
+
+
+class ConfigOverrides(TypedDict, total=False):
+    """What ClientConfig.from_env's keywords may set besides the environment's."""
+
+    timeout: float | None
+    transfer_timeout: float | None
+    max_attempts: int
+    initial_backoff: float
+    max_backoff: float
+    channel_credentials: grpc.ChannelCredentials | None
+    tls: bool
+    ca_file: Path | None
+    insecure: bool
 
 
 @dataclass(frozen=True)
@@ -102,7 +116,7 @@ class ClientConfig:
         cls,
         environ: Mapping[str, str] | None = None,
         env_file: str | os.PathLike[str] | None = None,
-        **overrides: object,
+        **overrides: Unpack[ConfigOverrides],
     ) -> ClientConfig:
         """Settings from the environment (default `os.environ`) and an optional env file; the
         environment wins over the file (see the module docstring). `overrides` are passed to
@@ -128,7 +142,7 @@ class ClientConfig:
                 f"{ENV_ENDPOINT} is not set{where}: give the archive's host:port, e.g. "
                 "--env-file var/archive.env as written by the launcher"
             )
-        settings: dict[str, object] = {
+        settings: ConfigOverrides = {
             "tls": bool(tls),
             "ca_file": Path(ca_file) if ca_file else None,
             "insecure": bool(insecure),
@@ -138,7 +152,7 @@ class ClientConfig:
             endpoint=endpoint,
             token=values.get(ENV_TOKEN) or None,
             operator_token=values.get(ENV_OPERATOR_TOKEN) or None,
-            **settings,  # type: ignore[arg-type]
+            **settings,
         )
 
     def credentials(self) -> grpc.ChannelCredentials | None:
