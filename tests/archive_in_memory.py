@@ -34,7 +34,7 @@ from waiting import eventually
 
 from archive.access import ACCESS_CATEGORY
 from archive.blobstore.memory import InMemoryBlobStore
-from archive.client import ArchiveClient, ClientConfig
+from archive.client import ArchiveClient, ClientConfig, is_local_endpoint
 from archive.config import Secret, Settings
 from archive.documents import DOCUMENT_CATEGORY, document_stream
 from archive.eventstore import (
@@ -148,18 +148,18 @@ class InMemoryArchive:
     ) -> None:
         # The same keys in every archive of a run (a copy, as each service has its own).
         shutil.copytree(pki.directory, data_dir / "pki")
-        self.settings = Settings(
-            profile="development",
-            data_dir=data_dir,
-            grpc_host="127.0.0.1",
-            grpc_port=0,
-            operator_token=Secret(OPERATOR_TOKEN),
-            provider_origin=ORIGIN,
-            shutdown_grace_seconds=0.0,
-            grpc_tls_cert_file=tls[0] if tls else None,
-            grpc_tls_key_file=tls[1] if tls else None,
-            **settings,
-        )
+        fields: dict[str, Any] = {
+            "profile": "development",
+            "data_dir": data_dir,
+            "grpc_host": "127.0.0.1",
+            "grpc_port": 0,
+            "operator_token": Secret(OPERATOR_TOKEN),
+            "provider_origin": ORIGIN,
+            "shutdown_grace_seconds": 0.0,
+            "grpc_tls_cert_file": tls[0] if tls else None,
+            "grpc_tls_key_file": tls[1] if tls else None,
+        }
+        self.settings = Settings(**{**fields, **settings})
         self.ca_file = tls[2] if tls else None
         self.operator_token = OPERATOR_TOKEN
         self.tokens: dict[str, str] = {}
@@ -180,7 +180,7 @@ class InMemoryArchive:
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.settings.grpc_host}:{self.port}"
 
     @property
     def calls(self) -> list[str]:
@@ -199,6 +199,8 @@ class InMemoryArchive:
             "transfer_timeout": 20.0,
             "initial_backoff": 0.001,
             "max_backoff": 0.01,
+            # Served off loopback on purpose (a TLS test): this client may send in clear.
+            "insecure": not is_local_endpoint(self.endpoint),
         }
         if self.ca_file is not None:
             settings["ca_file"] = self.ca_file

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 from archive_in_memory import InMemoryArchive
 
-from tools.archivectl import EPILOG, Progress, collect_files, main
+from tools.archivectl import main
+from tools.archivectl.args import EPILOG
+from tools.archivectl.documents import collect_files
+from tools.archivectl.output import Progress
 
 # ARCHIVE_ENDPOINT, ARCHIVE_TOKEN (tenant acme) and ARCHIVE_OPERATOR_TOKEN point at it.
 pytestmark = pytest.mark.usefixtures("archive_env")

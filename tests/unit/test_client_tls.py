@@ -5,6 +5,10 @@ token in clear to anything but a loopback address."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ from archive.client import (
     Unavailable,
     is_local_endpoint,
 )
+from tools.archivectl import main
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +157,116 @@ def test_tls_settings_from_the_environment_and_the_env_file(
     not_pem.write_text("hello")
     with pytest.raises(ConfigurationError, match="holds no PEM certificate"):
         ClientConfig("x:1", ca_file=not_pem)
+
+
+# ---- archivectl ----
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def tls_env(tls_archive: InMemoryArchive, monkeypatch: pytest.MonkeyPatch) -> InMemoryArchive:
+    """acme's token in the environment, nothing else ARCHIVE_* (no endpoint, no TLS)."""
+    for name in list(os.environ):
+        if name.startswith("ARCHIVE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ARCHIVE_TOKEN", tls_archive.tokens["acme"])
+    return tls_archive
+
+
+def test_archivectl_speaks_tls_with_its_ca_from_a_flag_the_environment_or_the_env_file(
+    tls_env: InMemoryArchive,
+    tls_files: TlsFiles,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    endpoint = ("--endpoint", tls_env.endpoint)
+    code, out, err = run(capsys, *endpoint, "--ca-file", str(tls_files.ca), "whoami", "--json")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["tenant"] == "acme"
+    assert run(capsys, "whoami", *endpoint, "--ca-file", str(tls_files.ca))[0] == 0  # after
+
+    env_file = tmp_path / "archive.env"
+    env_file.write_text(f"ARCHIVE_ENDPOINT={tls_env.endpoint}\nARCHIVE_CA_FILE={tls_files.ca}\n")
+    assert run(capsys, "--env-file", str(env_file), "whoami")[0] == 0
+
+    monkeypatch.setenv("ARCHIVE_CA_FILE", str(tls_files.ca))
+    monkeypatch.setenv("ARCHIVE_TLS", "1")
+    document = tmp_path / "a.txt"
+    document.write_text("deposited over TLS")
+    code, out, err = run(capsys, *endpoint, "put", str(document), "--json")
+    assert code == 0, err
+    copy = tmp_path / "copy.txt"
+    assert run(capsys, *endpoint, "get", json.loads(out)["document_id"], "-o", str(copy))[0] == 0
+    assert copy.read_text() == "deposited over TLS"
+
+
+def test_archivectl_with_another_ca_or_none_exits_5_naming_the_handshake(
+    tls_env: InMemoryArchive, tls_files: TlsFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = ("--endpoint", tls_env.endpoint)
+    code, _, err = run(capsys, *endpoint, "--ca-file", str(tls_files.other_ca), "whoami")
+    assert code == 5
+    assert "TLS handshake" in err and "--ca-file" in err and "CERTIFICATE_VERIFY_FAILED" in err
+    code, _, err = run(capsys, *endpoint, "--tls", "whoami")  # the system's roots
+    assert code == 5 and "TLS handshake" in err
+    code, _, err = run(capsys, *endpoint, "--retries", "0", "whoami")  # plaintext
+    assert code == 5
+    code, _, err = run(capsys, *endpoint, "--ca-file", "/nonexistent/ca.pem", "whoami")
+    assert code == 2 and "ARCHIVE_CA_FILE: cannot read /nonexistent/ca.pem" in err
+
+
+def test_archivectl_refuses_to_send_a_token_in_clear_to_another_machine(
+    tls_env: InMemoryArchive, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    token = os.environ["ARCHIVE_TOKEN"]
+    remote = ("--endpoint", "archive.example.com:443")
+    code, out, err = run(capsys, *remote, "whoami")
+    assert code == 2 and "refusing to send a token in clear to archive.example.com:443" in err
+    assert "--insecure" in err and "--tls" in err and token not in out + err
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    code, out, err = run(capsys, *remote, "put", str(tmp_path), "--json")
+    assert code == 2 and out == "" and err.count("refusing") == 1  # once, before any file
+
+    # verify is offline: no endpoint, no token, nothing to refuse.
+    code, _, err = run(capsys, *remote, "verify", str(tmp_path / "a.txt"), "--evidence", "x.zip")
+    assert code == 2 and "refusing" not in err and "x.zip: no such file" in err
+
+
+def own_address() -> str | None:
+    """This machine's address on its network (not loopback), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # UDP: nothing is sent
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+def test_archivectl_sends_a_token_in_clear_to_another_address_only_when_told(
+    start_archive: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    address = own_address()
+    if address is None:
+        pytest.skip("this machine has no address other than loopback")
+    archive: InMemoryArchive = start_archive(grpc_host=address)  # plaintext, off loopback
+    for name in list(os.environ):
+        if name.startswith("ARCHIVE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ARCHIVE_ENDPOINT", archive.endpoint)
+    monkeypatch.setenv("ARCHIVE_TOKEN", archive.tokens["acme"])
+
+    code, _, err = run(capsys, "whoami")
+    assert code == 2 and f"refusing to send a token in clear to {archive.endpoint}" in err
+    assert archive.calls == []  # refused before connecting
+    code, out, _ = run(capsys, "whoami", "--insecure", "--json")
+    assert code == 0 and json.loads(out)["tenant"] == "acme"
+    monkeypatch.setenv("ARCHIVE_INSECURE", "1")
+    assert run(capsys, "whoami")[0] == 0
