@@ -19,6 +19,9 @@ run: $(STAMP)
 	$(BIN)/archive up
 
 test: $(STAMP)
+	@# openssl is a dependency of the suite (the interop tests verify seals and time stamps with it).
+	@command -v openssl >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq openssl; } || \
+		{ echo "openssl is missing: install it (apt-get install openssl)"; exit 1; }
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q

@@ -16,9 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 from archive.sealing.timestamps import TIMESTAMP_REPLY
 
-__all__ = ["Received", "Reply", "serving"]
+__all__ = ["Received", "Reply", "serving", "without_proxies"]
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
 @dataclass(frozen=True)
@@ -108,3 +112,11 @@ def serving(answer: Answer, *, tls: ssl.SSLContext | None = None) -> Iterator[En
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def without_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TSA client honours the environment's proxies: the machine's must not take the
+    requests to a loopback endpoint."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)

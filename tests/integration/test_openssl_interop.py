@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from pki import openssl
-from tsa_http import Received, Reply, serving
+from tsa_http import Received, Reply, serving, without_proxies
 
 from archive.sealing.cms import seal_detached, verify_detached
 from archive.sealing.keys import DevelopmentPKI, FileSigner
@@ -120,8 +120,9 @@ def test_openssl_verifies_an_rsa_seal(tmp_path: Path) -> None:
 
 
 async def test_token_from_our_tsa_over_http_verifies_with_openssl(
-    pki: DevelopmentPKI, tmp_path: Path
+    pki: DevelopmentPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    without_proxies(monkeypatch)
     data = tmp_path / "checkpoint.txt"
     data.write_bytes(CHECKPOINT)
     tsa = TimeStampAuthority(pki.tsa_signer())

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pki import ForeignTsaPki
-from tsa_http import Received, Reply, serving
+from tsa_http import Received, Reply, serving, without_proxies
 
 from archive.sealing.keys import DevelopmentPKI, FileSigner
 from archive.sealing.timestamps import TIMESTAMP_QUERY, build_request, verify_timestamp_response
@@ -33,6 +33,11 @@ from services.sealing.tsa_client import (
 )
 
 DATA = b"archive.example/tenant-a\n7\nz6LUq0dqpOJ5BoYY3VH7t4kuzxr+c6jHxTfXShSvhBM=\n"
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_of_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    without_proxies(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +195,6 @@ async def test_the_proxy_of_the_environment_is_used(
     """HTTP_PROXY as set for the pod: the query goes to the proxy, in absolute form, for the
     TSA's host (which need not resolve here: the proxy does that)."""
     with serving(answering(foreign_tsa)) as proxy:
-        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
-            monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         transport = HttpTransport("http://tsa.example.invalid/stamp", timeout=5)
         async with TsaClient(transport, trust) as client:
