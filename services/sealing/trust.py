@@ -82,9 +82,15 @@ def require_production_settings(settings: Settings) -> None:
         )
 
 
-def _certificates(variable: str, path: Path) -> tuple[x509.Certificate, ...]:
+def _certificates(
+    variable: str, path: Path, *, may_be_empty: bool = False
+) -> tuple[x509.Certificate, ...]:
+    """The PEM certificates of a file; a chain file may be empty (no intermediates)."""
     try:
-        certificates = x509.load_pem_x509_certificates(path.read_bytes())
+        pem = path.read_bytes()
+        if may_be_empty and not pem.strip():
+            return ()
+        certificates = x509.load_pem_x509_certificates(pem)
     except (OSError, ValueError) as exc:
         raise ConfigError(variable, f"{path}: not PEM certificates ({exc})") from None
     if not certificates:
@@ -156,7 +162,7 @@ def _time_stamping(
     """(built-in TSA signer or None, TSA roots, TSA intermediates)."""
     chain: _Certificates = ()
     if settings.tsa_chain_file is not None:
-        chain = _certificates("ARCHIVE_TSA_CHAIN_FILE", settings.tsa_chain_file)
+        chain = _certificates("ARCHIVE_TSA_CHAIN_FILE", settings.tsa_chain_file, may_be_empty=True)
     if settings.tsa_url:
         if settings.tsa_key_file is not None:
             raise ConfigError(

@@ -429,6 +429,71 @@ def test_the_dev_overlay_generates_a_clearly_fake_token() -> None:
             assert path.is_dir() or token not in path.read_text(), f"dev token in {path}"
 
 
+# --- sealing's keys ------------------------------------------------------------------------------
+
+SEALING_SECRET = "archive-sealing-keys"
+SEALING_KEYS_DIR = "/etc/archive/sealing"
+# What sealing reads from files in production, and the Secret key of the TSA URL.
+SEALING_FILES = (
+    "ARCHIVE_SEAL_KEY_FILE",
+    "ARCHIVE_SEAL_CERT_FILE",
+    "ARCHIVE_SEAL_CHAIN_FILE",
+    "ARCHIVE_SEAL_ROOT_FILE",
+    "ARCHIVE_TSA_ROOT_FILE",
+    "ARCHIVE_TSA_CHAIN_FILE",
+)
+
+
+def sealing_container(docs: tuple[Doc, ...]) -> tuple[Doc, Doc]:
+    spec = pod_spec(archive_deployments(docs)["sealing"])
+    (container,) = spec["containers"]
+    return spec, container
+
+
+def test_sealing_keys_come_from_a_read_only_secret_and_production_refuses_its_own_tsa() -> None:
+    """Every pod seals under the same root: the keys are a Secret's, never an emptyDir's."""
+    docs = render(BASE)
+    spec, container = sealing_container(docs)
+    env = env_of(docs, container)
+    assert env["ARCHIVE_PROFILE"] == "production"
+    assert "ARCHIVE_TSA_KEY_FILE" not in env and "ARCHIVE_TSA_CERT_FILE" not in env
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts[SEALING_KEYS_DIR].get("readOnly") is True
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    secret = volumes[mounts[SEALING_KEYS_DIR]["name"]]["secret"]
+    assert secret["secretName"] == SEALING_SECRET and not secret.get("optional")
+    assert secret["defaultMode"] in (0o400, 0o440), "keys readable by the service only"
+    for variable in SEALING_FILES:
+        assert str(env[variable]).startswith(f"{SEALING_KEYS_DIR}/"), variable
+    (tsa_url,) = (v for v in container["env"] if v["name"] == "ARCHIVE_TSA_URL")
+    assert tsa_url["valueFrom"]["secretKeyRef"] == {"name": SEALING_SECRET, "key": "tsa-url"}
+
+
+def test_the_documented_secret_command_makes_every_key_sealing_reads() -> None:
+    docs = render(BASE)
+    _, container = sealing_container(docs)
+    env = env_of(docs, container)
+    needed = {str(env[v]).removeprefix(f"{SEALING_KEYS_DIR}/") for v in SEALING_FILES}
+    needed.add("tsa-url")
+    text = (REPO / "docs/deploy.md").read_text().replace("\\\n", " ")
+    commands = [
+        set(re.findall(r"--from-(?:file|literal)=([\w.-]+)=", line))
+        for line in text.splitlines()
+        if f"create secret generic {SEALING_SECRET} " in line
+    ]
+    (made,) = (keys for keys in commands if keys)  # the one that creates it (not the rotation)
+    assert made == needed
+
+
+def test_the_dev_overlay_runs_sealing_in_development_without_the_secret() -> None:
+    docs = render(DEV)
+    spec, container = sealing_container(docs)
+    env = env_of(docs, container)
+    assert env["ARCHIVE_PROFILE"] == "development"
+    assert not any(v in env for v in (*SEALING_FILES, "ARCHIVE_TSA_URL"))
+    assert all("secret" not in volume for volume in spec["volumes"])
+
+
 # --- skaffold and the image ---------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ def secret(pki: DevelopmentPKI, foreign_tsa_pki: ForeignTsaPki, tmp_path: Path) 
     directory.mkdir()
     shutil.copy(pki.directory / DevelopmentPKI.SEAL_KEY, directory / "seal-key.pem")
     shutil.copy(pki.directory / DevelopmentPKI.SEAL_CERT, directory / "seal.pem")
+    (directory / "seal-chain.pem").write_text("")  # the seal is issued by the root itself
     shutil.copy(pki.directory / DevelopmentPKI.ROOT, directory / "seal-root.pem")
     shutil.copy(foreign_tsa_pki.root_file, directory / "tsa-root.pem")
     shutil.copy(foreign_tsa_pki.intermediate_file, directory / "tsa-chain.pem")
@@ -49,6 +50,7 @@ def production_env(secret: Path, tmp_path: Path) -> dict[str, str]:
         "ARCHIVE_DATA_DIR": str(tmp_path / "data"),
         "ARCHIVE_SEAL_KEY_FILE": str(secret / "seal-key.pem"),
         "ARCHIVE_SEAL_CERT_FILE": str(secret / "seal.pem"),
+        "ARCHIVE_SEAL_CHAIN_FILE": str(secret / "seal-chain.pem"),
         "ARCHIVE_SEAL_ROOT_FILE": str(secret / "seal-root.pem"),
         "ARCHIVE_TSA_URL": TSA_URL,
         "ARCHIVE_TSA_ROOT_FILE": str(secret / "tsa-root.pem"),
@@ -141,6 +143,13 @@ def test_a_tsa_root_file_without_a_certificate_is_refused(secret: Path, tmp_path
     with pytest.raises(ConfigError) as caught:
         load_keys(Settings.from_env(env))
     assert caught.value.variable == "ARCHIVE_TSA_ROOT_FILE"
+
+
+def test_an_empty_tsa_chain_file_means_no_intermediates(secret: Path, tmp_path: Path) -> None:
+    env = production_env(secret, tmp_path)
+    (tmp_path / "empty.pem").write_text("\n")
+    env["ARCHIVE_TSA_CHAIN_FILE"] = str(tmp_path / "empty.pem")
+    assert load_keys(Settings.from_env(env)).tsa_chain == ()
 
 
 def test_the_old_trust_root_variable_is_refused_with_its_new_names(tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ also asked by the kernel to stop if the launcher dies without cleaning up (Linux
 Other variables: ARCHIVE_SERVICES (default: every service of services/catalog.py),
 ARCHIVE_GATEWAY_PORT (default 7070), ARCHIVE_NATS_PORT (default 4222, or a free port when 4222
 is taken), ARCHIVE_NATS_SYNC (default `always`: fsync before every acknowledgement; or an
-interval such as `2m`, see docs/decisions.md D4); every other ARCHIVE_* variable reaches the
-services.
+interval such as `2m`, see docs/decisions.md D4), ARCHIVE_PROFILE (default `development`
+here, and only here: sealing may generate its own PKI and stamp with the built-in TSA; `archive
+serve` alone defaults to `production`); every other ARCHIVE_* variable reaches the services.
 
 Modules, one job each: `layout` (the data directory and pid files), `child` (one supervised
 process), `supervisor` (start in order, restart, stop), `provision` (operator token, demo

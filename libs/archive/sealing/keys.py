@@ -136,7 +136,8 @@ class FileSigner:
         chain_pem_path: str | os.PathLike[str] | None = None,
         password: bytes | None = None,
     ) -> FileSigner:
-        """Key (PKCS#8 or traditional PEM), certificate PEM, optional PEM file of intermediates."""
+        """Key (PKCS#8 or traditional PEM), certificate PEM, optional PEM file of intermediates
+        (an empty one means none, as a Secret key that must exist but has nothing to hold)."""
         try:
             key = serialization.load_pem_private_key(
                 Path(key_pem_path).read_bytes(), password=password
@@ -148,8 +149,9 @@ class FileSigner:
             raise SignerError(f"unsupported key type {type(key).__name__} in {key_pem_path}")
         certificate = x509.load_pem_x509_certificate(Path(cert_pem_path).read_bytes())
         chain: list[x509.Certificate] = []
-        if chain_pem_path is not None:
-            chain = x509.load_pem_x509_certificates(Path(chain_pem_path).read_bytes())
+        chain_pem = Path(chain_pem_path).read_bytes() if chain_pem_path is not None else b""
+        if chain_pem.strip():
+            chain = x509.load_pem_x509_certificates(chain_pem)
             # A chain file often starts with the leaf itself (tsa-chain.pem does): skip it.
             chain = [c for c in chain if c != certificate]
         return cls(key, certificate, chain)
