@@ -50,6 +50,7 @@ from archive.v1 import (
 from archive.verify import CHECK_TIMESTAMP, verify_evidence, verify_signed_checkpoint
 from services.ingest.main import build as build_ingest
 from services.sealing.log import load_tenant_log
+from tools.archivectl import main as archivectl
 
 pytestmark = pytest.mark.integration
 
@@ -287,6 +288,14 @@ async def test_evidence_sealed_against_an_independent_tsa_verifies_with_openssl_
         content, bundle, trusted_tsa_root_pem=(pki.directory / DevelopmentPKI.ROOT).read_bytes()
     )
     assert wrong.first_failure is not None and wrong.first_failure.name == CHECK_TIMESTAMP
+
+    # And archivectl verify, offline, with the two roots pinned (and the wrong TSA root).
+    (tmp_path / "copy.pdf").write_bytes(content)
+    (tmp_path / "evidence.zip").write_bytes(bundle)
+    pinned = ["--trust-root", str(pki.directory / DevelopmentPKI.ROOT)]
+    verify = ["verify", str(tmp_path / "copy.pdf"), "--evidence", str(tmp_path / "evidence.zip")]
+    assert archivectl([*verify, *pinned, "--trust-tsa-root", str(archive.tsa.root_file)]) == 0
+    assert archivectl([*verify, *pinned, "--trust-tsa-root", pinned[1]]) == 1
 
     # The checkpoint record holds the same chain and root; GetCheckpoint serves them.
     (checkpoint,) = (await load_tenant_log(archive.store, "acme")).checkpoints
