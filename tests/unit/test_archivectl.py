@@ -17,8 +17,8 @@ from archive_in_memory import InMemoryArchive
 
 from tools.archivectl import main
 from tools.archivectl.args import EPILOG
-from tools.archivectl.documents import collect_files
 from tools.archivectl.output import Progress
+from tools.archivectl.put import collect_files, put_key
 
 # ARCHIVE_ENDPOINT, ARCHIVE_TOKEN (tenant acme) and ARCHIVE_OPERATOR_TOKEN point at it.
 pytestmark = pytest.mark.usefixtures("archive_env")
@@ -91,6 +91,48 @@ def test_put_human_output_is_one_line_per_file(
     lines = sorted(out.splitlines())  # in order of completion
     assert [line.split()[0] for line in lines] == [str(tree / "a.pdf"), str(tree / "b.txt")]
     assert f"sha256:{hashlib.sha256(b'bee').hexdigest()}" in lines[1]
+
+
+def test_put_run_again_deposits_nothing_twice_and_prints_the_original_receipts(
+    capsys: pytest.CaptureFixture[str], archive: InMemoryArchive, tree: Path
+) -> None:
+    code, out, _ = run(capsys, "put", str(tree), "--json")
+    first = {line["file"]: line for line in json_lines(out)}
+    assert code == 0 and len(archive.deposits()) == 4
+
+    # The same command again, then one of its files named on its own (its key is its name).
+    code, out, _ = run(capsys, "put", str(tree), "--json")
+    again = {line["file"]: line for line in json_lines(out)}
+    assert code == 0 and len(archive.deposits()) == 4
+    assert again.keys() == first.keys()
+    for name, line in again.items():
+        assert line["replayed"] is True
+        assert line["document_id"] == first[name]["document_id"]
+        assert line["event_position"] == first[name]["event_position"]
+    code, out, _ = run(capsys, "put", str(tree / "b.txt"))
+    assert code == 0 and "(already archived: original receipt)" in out
+    assert len(archive.deposits()) == 4
+
+    # A changed file is a new document; the others stay as they were.
+    (tree / "b.txt").write_bytes(b"bee, second edition")
+    code, out, _ = run(capsys, "put", str(tree), "--json")
+    replayed = {Path(line["file"]).name: line["replayed"] for line in json_lines(out)}
+    assert replayed == {"a.pdf": True, "b.txt": False, "c.bin": True, "d.txt": True}
+    assert len(archive.deposits()) == 5
+
+    # --new deposits everything again, on purpose.
+    code, out, _ = run(capsys, "put", str(tree), "--json", "--new")
+    assert code == 0 and not any(line["replayed"] for line in json_lines(out))
+    assert len(archive.deposits()) == 9
+
+
+def test_put_keys_depend_on_relative_path_and_content_only() -> None:
+    digest = hashlib.sha256(b"x").hexdigest()
+    key = put_key("2025/janvier relevé.pdf", digest)
+    assert key.startswith("put:v1:") and key.isascii() and " " not in key and len(key) <= 128
+    assert key == put_key("2025/janvier relevé.pdf", digest)
+    assert key != put_key("2025/fevrier.pdf", digest)
+    assert key != put_key("2025/janvier relevé.pdf", hashlib.sha256(b"y").hexdigest())
 
 
 def test_directories_are_walked_sorted_regular_files_only(tree: Path) -> None:

@@ -20,7 +20,7 @@ from archive.client import (
     ArchiveError,
     ClientConfig,
 )
-from tools.archivectl import admin, audit, documents, evidence, journal
+from tools.archivectl import admin, audit, documents, evidence, journal, put
 from tools.archivectl.args import EPILOG, add_connection_options
 from tools.archivectl.output import (
     EXIT_FAILED,
@@ -33,7 +33,7 @@ from tools.archivectl.output import (
 )
 
 # In the order `archivectl --help` lists them.
-COMMAND_GROUPS = (documents, evidence, journal, audit, admin)
+COMMAND_GROUPS = (put, documents, evidence, journal, audit, admin)
 
 
 def build_parser() -> argparse.ArgumentParser:

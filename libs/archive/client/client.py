@@ -26,7 +26,15 @@ import os
 import random
 import tempfile
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, TypeVar
@@ -42,6 +50,7 @@ from archive.client.errors import (
     IntegrityError,
     NotReady,
     error_from_rpc,
+    error_from_status,
     is_retryable,
     server_status_lost,
 )
@@ -80,6 +89,8 @@ _NOT_READY_ATTEMPTS: Final = 6
 _NOT_READY_DELAY: Final = 1.0
 _CORRELATION_HEADER: Final = "x-correlation-id"
 _USER_AGENT: Final = "archive-client-python/0.1"
+# Keys per FindDeposits call: the server's limit.
+FIND_BATCH: Final = 1000
 
 UploadSource = Path | bytes | bytearray | memoryview | AsyncIterable[bytes]
 ProgressCallback = Callable[[int], None]
@@ -292,6 +303,46 @@ class ArchiveClient:
                 correlation_id=correlation_id,
             )
         return receipt
+
+    async def find_deposits(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> list[Receipt | ArchiveError | None]:
+        """The receipts of earlier deposits by (idempotency key, SHA-256 hex of the content),
+        without sending the content: one answer per key, in order, the original receipt
+        (`replayed`), None when no deposit has the key (send the document), or the error an
+        upload would give (IdempotencyKeyReused when the key names other content). Any number
+        of keys; they go `FIND_BATCH` per call."""
+        answers: list[Receipt | ArchiveError | None] = []
+        for start in range(0, len(keys), FIND_BATCH):
+            batch = keys[start : start + FIND_BATCH]
+            request = ingest_pb2.FindDepositsRequest(
+                keys=[ingest_pb2.DepositKey(idempotency_key=k, sha256_hex=d) for k, d in batch]
+            )
+
+            async def attempt(
+                correlation_id: str, request: ingest_pb2.FindDepositsRequest = request
+            ) -> ingest_pb2.FindDepositsResponse:
+                found: ingest_pb2.FindDepositsResponse = await ingest_pb2_grpc.IngestStub(
+                    self._open()
+                ).FindDeposits(
+                    request,
+                    metadata=self._metadata(self.config.tenant_token(), correlation_id),
+                    timeout=self.config.timeout,
+                )
+                return found
+
+            response = await self._call(attempt)
+            for (key, _), found in zip(batch, response.deposits, strict=True):
+                kind = found.WhichOneof("result")
+                if kind == "receipt":
+                    answers.append(Receipt.from_proto(found.receipt, key))
+                elif kind == "error":
+                    error = error_from_status(found.error)
+                    error.idempotency_key = key
+                    answers.append(error)
+                else:
+                    answers.append(None)
+        return answers
 
     # ---- the read side ----
 
