@@ -292,3 +292,60 @@ async def test_deposit_then_evidence_verifies_offline_and_survives_a_sealer_kill
             assert evidence[:2] == b"PK"
     assert launch.pid("sealing") != sealing_pid
     assert launch.stop() == 0
+
+
+async def test_put_interrupted_by_a_sigkill_of_ingest_then_run_again_leaves_each_file_once(
+    launcher: Callable[..., Launch], tmp_path: Path
+) -> None:
+    nats_port = free_port()
+    launch, _ = start_stack(launcher, nats_port)
+    env_file = launch.data / "archive.env"
+    folder = tmp_path / "statements"
+    folder.mkdir()
+    for i in range(300):
+        (folder / f"statement-{i:03}.pdf").write_bytes(PDF + os.urandom(8_000))
+
+    # First run: after 100 receipts, ingest is killed and the user presses Ctrl-C.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tools.archivectl", "--env-file", str(env_file)]
+        + ["put", str(folder), "--json"],
+        env=clean,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert first.stdout is not None
+    receipted = 0
+    killed_pid = None
+    for line in first.stdout:
+        receipted += "document_id" in json.loads(line)
+        if receipted == 100:
+            killed_pid = launch.pid("ingest")
+            assert killed_pid is not None
+            os.kill(killed_pid, signal.SIGKILL)
+            first.send_signal(signal.SIGINT)
+            break
+    first.stdout.close()
+    assert first.wait(60) != 0  # interrupted, not finished
+    launch.wait_for("a new ingest", lambda: launch.pid("ingest") not in (None, killed_pid))
+    launch.wait_for(
+        "ingest serving", lambda: archivectl(env_file, "whoami").returncode == 0 or None
+    )
+
+    # Second run: the same command, nothing deposited twice.
+    again = await asyncio.to_thread(archivectl, env_file, "put", str(folder), "--json")
+    assert again.returncode == 0, again.stderr
+    lines = [json.loads(line) for line in again.stdout.splitlines()]
+    assert len(lines) == 300 and all("document_id" in line for line in lines)
+    assert sum(line["replayed"] for line in lines) >= 100
+    ingested = await events_of(nats_port, "archive.v1.DocumentIngested")
+    assert len(ingested) == 300
+    assert len({e.document_id.value for e in ingested}) == 300  # type: ignore[attr-defined]
+
+    # A third run finds every one already archived.
+    third = await asyncio.to_thread(archivectl, env_file, "put", str(folder), "--json")
+    assert third.returncode == 0, third.stderr
+    assert all(json.loads(line)["replayed"] for line in third.stdout.splitlines())
+    assert len(await events_of(nats_port, "archive.v1.DocumentIngested")) == 300
+    assert launch.stop() == 0
