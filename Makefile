@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tools.bench.blobstore --out docs/benchmarks/blobstore.json
 	$(BIN)/python -m tools.bench.ingest --out docs/benchmarks/ingest.json
 	$(BIN)/python -m tools.bench.sealing --out docs/benchmarks/sealing.json
+	$(BIN)/python -m tools.bench.put_rerun --out docs/benchmarks/put_rerun.json
 
 clean:
 	rm -rf $(VENV) var
