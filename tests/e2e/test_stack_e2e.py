@@ -27,6 +27,7 @@ from tools.launcher.layout import pid_alive
 pytestmark = pytest.mark.integration
 
 PDF = b"%PDF-1.7\n"
+ARCHIVECTL = (sys.executable, "-m", "tools.archivectl")
 
 
 def start_stack(launcher: Callable[..., Launch], nats_port: int) -> tuple[Launch, dict[str, str]]:
@@ -306,28 +307,7 @@ async def test_put_interrupted_by_a_sigkill_of_ingest_then_run_again_leaves_each
         (folder / f"statement-{i:03}.pdf").write_bytes(PDF + os.urandom(8_000))
 
     # First run: after 100 receipts, ingest is killed and the user presses Ctrl-C.
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
-    first = subprocess.Popen(
-        [sys.executable, "-m", "tools.archivectl", "--env-file", str(env_file)]
-        + ["put", str(folder), "--json"],
-        env=clean,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert first.stdout is not None
-    receipted = 0
-    killed_pid = None
-    for line in first.stdout:
-        receipted += "document_id" in json.loads(line)
-        if receipted == 100:
-            killed_pid = launch.pid("ingest")
-            assert killed_pid is not None
-            os.kill(killed_pid, signal.SIGKILL)
-            first.send_signal(signal.SIGINT)
-            break
-    first.stdout.close()
-    assert first.wait(60) != 0  # interrupted, not finished
+    killed_pid = await asyncio.to_thread(put_then_kill_ingest, launch, env_file, folder, 100)
     launch.wait_for("a new ingest", lambda: launch.pid("ingest") not in (None, killed_pid))
     launch.wait_for(
         "ingest serving", lambda: archivectl(env_file, "whoami").returncode == 0 or None
@@ -349,3 +329,31 @@ async def test_put_interrupted_by_a_sigkill_of_ingest_then_run_again_leaves_each
     assert all(json.loads(line)["replayed"] for line in third.stdout.splitlines())
     assert len(await events_of(nats_port, "archive.v1.DocumentIngested")) == 300
     assert launch.stop() == 0
+
+
+def put_then_kill_ingest(launch: Launch, env_file: Path, folder: Path, after: int) -> int:
+    """Runs `archivectl put FOLDER`; after `after` receipts, SIGKILLs ingest and interrupts
+    the command as Ctrl-C would. Returns the killed pid."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
+    first = subprocess.Popen(
+        [*ARCHIVECTL, "--env-file", str(env_file), "put", str(folder), "--json"],
+        env=clean,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert first.stdout is not None
+    receipted = 0
+    killed_pid = None
+    for line in first.stdout:
+        receipted += "document_id" in json.loads(line)
+        if receipted == after:
+            killed_pid = launch.pid("ingest")
+            assert killed_pid is not None
+            os.kill(killed_pid, signal.SIGKILL)
+            first.send_signal(signal.SIGINT)
+            break
+    first.stdout.close()
+    assert first.wait(60) != 0  # interrupted, not finished
+    assert killed_pid is not None
+    return killed_pid

@@ -30,6 +30,7 @@ from archive.natsserver import free_port
 from tools.bench.report import emit
 
 PDF_HEADER = b"%PDF-1.7\n"
+ARCHIVECTL = (sys.executable, "-m", "tools.archivectl")
 
 
 def _clean_env() -> dict[str, str]:
@@ -65,8 +66,7 @@ def _start_stack(root: Path) -> subprocess.Popen[bytes]:
 def _put(env_file: Path, folder: Path) -> tuple[float, list[dict[str, Any]]]:
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "tools.archivectl", "--env-file", str(env_file)]
-        + ["put", str(folder), "--json"],
+        [*ARCHIVECTL, "--env-file", str(env_file), "put", str(folder), "--json"],
         env=_clean_env(),
         capture_output=True,
         text=True,
