@@ -190,6 +190,8 @@ class ProjectionRunner:
         """Block until the projection has applied every event of its filter that the store
         holds now. Not `wait_for(store.last_position())`: the store's last event may be one
         the filter never passes (an access, a listing), which the projection never reaches."""
+        if await self._store.last_position() <= self._position:
+            return  # nothing stored beyond what is applied: no read needed
         last_matching = self._position
         async for event in self._store.read_all(self._position, self._projection.filter):
             last_matching = event.position

@@ -64,6 +64,9 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         size = request.page.page_size or DEFAULT_PAGE_SIZE
         size = min(size, MAX_PAGE_SIZE)
         before = _decode_page_token(request.page.page_token)
+        if before is None:
+            # A first page reads its writes: a deposit receipted before the call is listed.
+            await self._catch_up()
         documents = self._queries.page(
             tenant,
             before_position=before,
@@ -112,14 +115,19 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         info = self._queries.get(tenant, document_id)
         if info is None:
             # Maybe deposited a moment ago: let the registry catch up with the store once.
-            try:
-                await self._runner.wait_for_store(CATCH_UP_SECONDS)
-            except TimeoutError:
-                log.warning("registry is behind the store by more than %ss", CATCH_UP_SECONDS)
+            await self._catch_up()
             info = self._queries.get(tenant, document_id)
         if info is None:
             raise DocumentNotFound(document_id)
         return info
+
+    async def _catch_up(self) -> None:
+        """Wait (a bounded time) until the registry has applied what the store holds now; a
+        registry further behind answers with what it has, and says so in the log."""
+        try:
+            await self._runner.wait_for_store(CATCH_UP_SECONDS)
+        except TimeoutError:
+            log.warning("registry is behind the store by more than %ss", CATCH_UP_SECONDS)
 
     async def _record_listing(
         self,
