@@ -91,15 +91,7 @@ class Receipt:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "tenant": self.tenant,
-            "document_id": self.document_id,
-            "sha256": self.sha256,
-            "sha512": self.sha512,
-            "size": self.size,
-            "file_name": self.file_name,
-            "media_type": self.media_type,
-            "puid": self.puid,
-            "format_name": self.format_name,
+            **_document_fields(self),
             "received_at": _iso(self.received_at),
             "event_position": self.event_position,
             "replayed": self.replayed,
@@ -149,15 +141,7 @@ class DocumentInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "tenant": self.tenant,
-            "document_id": self.document_id,
-            "sha256": self.sha256,
-            "sha512": self.sha512,
-            "size": self.size,
-            "file_name": self.file_name,
-            "media_type": self.media_type,
-            "puid": self.puid,
-            "format_name": self.format_name,
+            **_document_fields(self),
             "metadata": dict(self.metadata),
             "document_class": self.document_class,
             "received_at": _iso(self.received_at),
@@ -383,3 +367,18 @@ def _timestamp(moment: datetime) -> Timestamp:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+
+
+def _document_fields(document: Receipt | DocumentInfo) -> dict[str, Any]:
+    """What a receipt and a document's record both say of the document, in one order."""
+    return {
+        "tenant": document.tenant,
+        "document_id": document.document_id,
+        "sha256": document.sha256,
+        "sha512": document.sha512,
+        "size": document.size,
+        "file_name": document.file_name,
+        "media_type": document.media_type,
+        "puid": document.puid,
+        "format_name": document.format_name,
+    }

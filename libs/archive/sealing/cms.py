@@ -411,14 +411,15 @@ def check_signed_data(
     return SignerCheck(signer_cert, attributes)
 
 
-def _check_seal_key_usage(cert: x509.Certificate) -> None:
+def require_signing_key_usage(cert: x509.Certificate, whose: str) -> None:
+    """A key usage extension, when present, must allow signing data: RFC 5280 4.2.1.3 asks
+    for digitalSignature or nonRepudiation (contentCommitment)."""
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         return
-    # RFC 5280 4.2.1.3: signatures on data need digitalSignature or nonRepudiation.
     if not (usage.digital_signature or usage.content_commitment):
-        raise SignedDataInvalid("signer certificate key usage does not allow signing")
+        raise SignedDataInvalid(f"{whose} certificate key usage does not allow signing")
 
 
 def verify_detached(
@@ -445,7 +446,7 @@ def verify_detached(
         signing_time: dt.datetime | None = None
         if "signing_time" in check.attributes:
             signing_time = _single(check.attributes, "signing_time").native
-        _check_seal_key_usage(check.certificate)
+        require_signing_key_usage(check.certificate, "signer")
         when = at or signing_time or dt.datetime.now(dt.UTC)
         validate_chain(check.certificate, embedded_certificates(signed_data), trusted_roots, when)
     except SignedDataInvalid as exc:

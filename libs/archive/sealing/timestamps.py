@@ -37,6 +37,7 @@ from archive.sealing.cms import (
     embedded_certificates,
     is_absent,
     load_signed_data,
+    require_signing_key_usage,
     validate_chain,
 )
 
@@ -146,12 +147,7 @@ def check_tsa_certificate(cert: x509.Certificate) -> None:
         raise SignedDataInvalid("TSA certificate extended key usage is not critical")
     if list(eku.value) != [ExtendedKeyUsageOID.TIME_STAMPING]:
         raise SignedDataInvalid("TSA certificate extended key usage is not only timeStamping")
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return
-    if not (usage.digital_signature or usage.content_commitment):
-        raise SignedDataInvalid("TSA certificate key usage does not allow signing")
+    require_signing_key_usage(cert, "TSA")
 
 
 def _verify_token(
