@@ -16,12 +16,11 @@ import pytest
 from archive_in_memory import ORIGIN, InMemoryArchive
 from waiting import eventually
 
-from archive import verify as bundle
 from archive.client import ArchiveClient
 from archive.client.errors import NotReady
 from archive.client.models import SignedCheckpoint
 from archive.sealing.keys import DevelopmentPKI
-from archive.verify import verify_consistency_between, verify_evidence
+from archive.verify import layout, verify_consistency_between, verify_evidence
 from tools.archivectl import main
 
 CONTENT = b"%PDF-1.7\n" + b"evidence body " * 400 + b"\n%%EOF\n"
@@ -159,7 +158,7 @@ def test_cli_checkpoint_then_verify_extends(
     kept = tmp_path / "kept"
     code, out, err = run(capsys, "checkpoint", "-o", str(kept))
     assert code == 0, err
-    for name in bundle.EXPECTED_FILES[2:8]:
+    for name in layout.EXPECTED_FILES[2:8]:
         assert (kept / name).is_file(), name
     size = tree_size(out)
     assert (kept / "checkpoint.txt").read_bytes() == checkpoint_of(archive, size).checkpoint

@@ -45,6 +45,7 @@ from archive.verify import (
     CHECK_SEAL,
     CHECK_TIMESTAMP,
     EvidenceReport,
+    layout,
     verify_consistency_between,
     verify_evidence,
     verify_signed_checkpoint,
@@ -271,10 +272,10 @@ def test_the_writer_writes_exactly_the_members_the_reader_reads(good: bytes) -> 
     # (say a second trust root) would ship unchecked, and this is where that shows.
     with zipfile.ZipFile(io.BytesIO(good)) as archive:
         written = archive.namelist()
-    assert sorted(written) == sorted(bundle.EXPECTED_FILES)
+    assert sorted(written) == sorted(layout.EXPECTED_FILES)
     read = read_bundle(good)
     assert read.zip_error is None and read.problems == []
-    assert all(read.usable(name) for name in bundle.EXPECTED_FILES)
+    assert all(read.usable(name) for name in layout.EXPECTED_FILES)
     assert None not in (read.leaf, read.proof, read.checkpoint, read.tsa_chain, read.roots)
 
 
@@ -436,7 +437,7 @@ def test_a_bundle_resigned_under_another_root_passes_alone_but_not_with_the_pinn
     assert failed_names(report) == {CHECK_SEAL, CHECK_TIMESTAMP}
 
 
-@pytest.mark.parametrize("missing", bundle.EXPECTED_FILES)
+@pytest.mark.parametrize("missing", layout.EXPECTED_FILES)
 def test_a_missing_file_fails_the_bundle_check_by_name(
     good: bytes, content: bytes, missing: str
 ) -> None:

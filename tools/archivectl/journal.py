@@ -14,7 +14,7 @@ from archive import verify as evidence
 from archive.client import ArchiveClient, ClientConfig, InvalidArgument
 from archive.client.models import SignedCheckpoint
 from archive.files import atomic_write
-from archive.verify import Check, CheckpointReport
+from archive.verify import Check, CheckpointReport, layout
 from tools.archivectl.args import Commands, add_command, json_flag, non_negative
 from tools.archivectl.evidence import read_trust_flags, trust_flags
 from tools.archivectl.output import (
@@ -87,13 +87,13 @@ def _prepare_extends(args: argparse.Namespace) -> None:
 
 
 _CHECKPOINT_FILES: Final = (
-    evidence.CHECKPOINT,
-    evidence.SEAL,
-    evidence.TIMESTAMP,
-    evidence.SEAL_CHAIN,
-    evidence.TSA_CHAIN,
-    evidence.TSA_ROOT,
-    evidence.ROOT,
+    layout.CHECKPOINT,
+    layout.SEAL,
+    layout.TIMESTAMP,
+    layout.SEAL_CHAIN,
+    layout.TSA_CHAIN,
+    layout.TSA_ROOT,
+    layout.ROOT,
 )
 
 
@@ -113,12 +113,12 @@ class CheckpointFiles:
     def names(self) -> dict[str, str]:
         """How its files are called in reasons: by their path."""
         return {
-            "checkpoint": str(self.directory / evidence.CHECKPOINT),
-            "seal": str(self.directory / evidence.SEAL),
-            "timestamp": str(self.directory / evidence.TIMESTAMP),
-            "root": str(self.directory / evidence.ROOT),
-            "tsa_chain": str(self.directory / evidence.TSA_CHAIN),
-            "tsa_root": str(self.directory / evidence.TSA_ROOT),
+            "checkpoint": str(self.directory / layout.CHECKPOINT),
+            "seal": str(self.directory / layout.SEAL),
+            "timestamp": str(self.directory / layout.TIMESTAMP),
+            "root": str(self.directory / layout.ROOT),
+            "tsa_chain": str(self.directory / layout.TSA_CHAIN),
+            "tsa_root": str(self.directory / layout.TSA_ROOT),
         }
 
 
@@ -137,20 +137,20 @@ def read_checkpoint_dir(directory: str) -> CheckpointFiles:
         except OSError as exc:
             raise UsageError(f"{base / name}: {exc.strerror or exc}") from None
 
-    text = optional(evidence.CHECKPOINT)
+    text = optional(layout.CHECKPOINT)
     if text is None:
         raise UsageError(
-            f"{base / evidence.CHECKPOINT}: no such file; keep a checkpoint with "
+            f"{base / layout.CHECKPOINT}: no such file; keep a checkpoint with "
             "`archivectl checkpoint -o DIR`"
         )
     return CheckpointFiles(
         base,
         text,
-        optional(evidence.SEAL),
-        optional(evidence.TIMESTAMP),
-        optional(evidence.TSA_CHAIN),
-        optional(evidence.ROOT),
-        optional(evidence.TSA_ROOT),
+        optional(layout.SEAL),
+        optional(layout.TIMESTAMP),
+        optional(layout.TSA_CHAIN),
+        optional(layout.ROOT),
+        optional(layout.TSA_ROOT),
     )
 
 
@@ -299,7 +299,7 @@ async def _verify_extends(args: argparse.Namespace, config: ClientConfig) -> int
         if pinned is not None:
             root, label = pinned, "your pinned root"
         elif old.root_pem is not None:
-            root, label = old.root_pem, f"the root kept in {old.directory / evidence.ROOT}"
+            root, label = old.root_pem, f"the root kept in {old.directory / layout.ROOT}"
         else:
             root, label = latest.root_pem.encode(), "the root served with the latest checkpoint"
         # Time stamps: each against the TSA root kept or served with it, unless one is pinned

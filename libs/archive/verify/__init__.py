@@ -41,25 +41,13 @@ from typing import Final
 from cryptography import x509
 
 from archive.sealing.checkpoint import Checkpoint, CheckpointError, parse_checkpoint
+from archive.verify import layout
 from archive.verify.checks import (
     check_consistency,
     check_document,
     check_inclusion,
     check_signatures,
     leaf_data,
-)
-from archive.verify.layout import (
-    CHECKPOINT,
-    EXPECTED_FILES,
-    LEAF,
-    PROOF,
-    ROOT,
-    SEAL,
-    SEAL_CHAIN,
-    TIMESTAMP,
-    TSA_CHAIN,
-    TSA_ROOT,
-    VERIFY,
 )
 from archive.verify.reader import (
     choose_trust,
@@ -88,7 +76,6 @@ from archive.verify.report import (
 )
 
 __all__ = [
-    "CHECKPOINT",
     "CHECK_BUNDLE",
     "CHECK_CHECKPOINT",
     "CHECK_CONSISTENCY",
@@ -96,20 +83,10 @@ __all__ = [
     "CHECK_INCLUSION",
     "CHECK_SEAL",
     "CHECK_TIMESTAMP",
-    "EXPECTED_FILES",
     "FAILED",
-    "LEAF",
     "NOT_RUN",
     "OK",
-    "PROOF",
-    "ROOT",
-    "SEAL",
-    "SEAL_CHAIN",
     "SKIPPED",
-    "TIMESTAMP",
-    "TSA_CHAIN",
-    "TSA_ROOT",
-    "VERIFY",
     "Check",
     "CheckpointReport",
     "EvidenceReport",
@@ -122,19 +99,19 @@ __all__ = [
 _TRUST_BUNDLE_HINT: Final = (
     "trusting the root shipped in the bundle; pass --trust-root to pin your own"
 )
-_BUNDLE_ROOT_LABEL: Final = f"the root shipped in the bundle ({ROOT})"
+_BUNDLE_ROOT_LABEL: Final = f"the root shipped in the bundle ({layout.ROOT})"
 _TSA_TRUST_BUNDLE_HINT: Final = (
     "trusting the TSA root shipped in the bundle; pass --trust-tsa-root to pin the TSA's own"
 )
-_BUNDLE_TSA_ROOT_LABEL: Final = f"the TSA root shipped in the bundle ({TSA_ROOT})"
+_BUNDLE_TSA_ROOT_LABEL: Final = f"the TSA root shipped in the bundle ({layout.TSA_ROOT})"
 _PINNED_TSA_LABEL: Final = "your pinned TSA root"
 _BUNDLE_NAMES: Final = {
-    "checkpoint": CHECKPOINT,
-    "seal": SEAL,
-    "timestamp": TIMESTAMP,
-    "root": ROOT,
-    "tsa_chain": TSA_CHAIN,
-    "tsa_root": TSA_ROOT,
+    "checkpoint": layout.CHECKPOINT,
+    "seal": layout.SEAL,
+    "timestamp": layout.TIMESTAMP,
+    "root": layout.ROOT,
+    "tsa_chain": layout.TSA_CHAIN,
+    "tsa_root": layout.TSA_ROOT,
 }
 
 
@@ -190,12 +167,12 @@ def verify_evidence(
         )
     else:
         bundle_check = passed(
-            CHECK_BUNDLE, f"all {len(EXPECTED_FILES)} files are present and well-formed"
+            CHECK_BUNDLE, f"all {len(layout.EXPECTED_FILES)} files are present and well-formed"
         )
     signatures = check_signatures(
-        bundle.member(CHECKPOINT),
-        bundle.member(SEAL),
-        bundle.member(TIMESTAMP),
+        bundle.member(layout.CHECKPOINT),
+        bundle.member(layout.SEAL),
+        bundle.member(layout.TIMESTAMP),
         bundle.tsa_chain,
         trust,
         tsa_trust,
