@@ -47,6 +47,7 @@ class TenantAdminServicer(tenancy_pb2_grpc.TenantAdminServicer):
             self._store,
             _tenant_of(request),
             request.description,
+            roles=request.roles,
             actor=_actor(),
             correlation_id=current_correlation_id(),
         )
@@ -73,7 +74,9 @@ class TenancyServicer(tenancy_pb2_grpc.TenancyServicer):
     ) -> tenancy_pb2.WhoAmIResponse:
         principal = current_principal()
         return tenancy_pb2.WhoAmIResponse(
-            tenant=TenantId(value=principal.tenant), token_id=principal.token_id
+            tenant=TenantId(value=principal.tenant),
+            token_id=principal.token_id,
+            roles=sorted(principal.roles),
         )
 
 
@@ -108,5 +111,8 @@ def _issued(issued: commands.IssuedToken) -> tenancy_pb2.IssuedToken:
     issued_at.FromDatetime(issued.issued_at)
     # The one place the secret leaves the process: in the response to the operator.
     return tenancy_pb2.IssuedToken(
-        token_id=issued.token_id, token=issued.token.reveal(), issued_at=issued_at
+        token_id=issued.token_id,
+        token=issued.token.reveal(),
+        issued_at=issued_at,
+        roles=sorted(issued.roles),
     )

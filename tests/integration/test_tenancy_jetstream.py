@@ -24,6 +24,7 @@ from archive.tenancy import (
     issue_token,
     revoke_token,
 )
+from archive.tenancy.roles import FIRST_TOKEN_ROLES, LEGACY_ROLES
 from archive.v1 import tenancy_pb2, tenancy_pb2_grpc
 from archive.v1.common_pb2 import TenantId
 from services.ingest.tenancy_servicer import tenancy_registrations
@@ -58,11 +59,11 @@ async def test_token_issued_elsewhere_authenticates_immediately(
         created = await create_tenant(writer, "acme")
         # No sleep: a miss makes the registry catch up with the store before answering.
         principal = (await registry.verify(created.token.token.reveal())).principal
-        assert principal == Principal("acme", created.token.token_id)
+        assert principal == Principal("acme", created.token.token_id, FIRST_TOKEN_ROLES)
 
         second = await issue_token(writer, "acme", "second")
         assert (await registry.verify(second.token.reveal())).principal == Principal(
-            "acme", second.token_id
+            "acme", second.token_id, LEGACY_ROLES
         )
     finally:
         await registry.stop()
@@ -105,10 +106,10 @@ async def test_restarted_registry_rebuilds_from_events(
         assert registry.position == await reader.last_position()
         assert (await registry.verify(acme.token.token.reveal())).check is TokenCheck.REVOKED
         assert (await registry.verify(extra.token.reveal())).principal == Principal(
-            "acme", extra.token_id
+            "acme", extra.token_id, LEGACY_ROLES
         )
         assert (await registry.verify(globex.token.token.reveal())).principal == Principal(
-            "globex", globex.token.token_id
+            "globex", globex.token.token_id, FIRST_TOKEN_ROLES
         )
     finally:
         await registry.stop()

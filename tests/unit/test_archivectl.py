@@ -299,7 +299,11 @@ def test_tenant_create_json_prints_a_working_token(
     monkeypatch.setenv("ARCHIVE_TOKEN", created["token"])
     code, out, _ = run(capsys, "whoami", "--json")
     assert code == 0
-    assert json.loads(out) == {"tenant": "globex", "token_id": created["token_id"]}
+    assert json.loads(out) == {
+        "tenant": "globex",
+        "token_id": created["token_id"],
+        "roles": ["audit", "deposit", "read", "retention"],  # a tenant's first token: all
+    }
 
     code, out, err = run(capsys, "token", "issue", "globex", "--description", "ci")
     assert code == 0 and "token:    arc_" in out and "shown only once" in err
@@ -308,6 +312,34 @@ def test_tenant_create_json_prints_a_working_token(
     assert run(capsys, "whoami")[0] == 3  # the revoked token no longer works
     assert run(capsys, "tenant", "create", "globex")[0] == 1  # already exists
     assert run(capsys, "token", "issue", "nobody")[0] == 4
+
+
+def test_a_token_with_roles_can_do_what_they_allow_and_nothing_else(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tree: Path
+) -> None:
+    code, out, _ = run(
+        capsys, "token", "issue", "acme", "--role", "retention", "--role", "read", "--json"
+    )
+    assert code == 0
+    issued = json.loads(out)
+    assert issued["token"].startswith(f"arc_{issued['token_id']}_")
+    assert issued["roles"] == ["read", "retention"]
+
+    monkeypatch.setenv("ARCHIVE_TOKEN", issued["token"])
+    code, out, _ = run(capsys, "whoami", "--json")
+    assert json.loads(out)["roles"] == ["read", "retention"]
+    assert run(capsys, "ls")[0] == 0  # read
+    code, out, err = run(capsys, "put", str(tree / "a.pdf"), "--json")
+    assert code == 3  # PERMISSION_DENIED: no deposit role
+    refused = json_lines(out)[0]
+    assert refused["code"] == "PERMISSION_DENIED" and refused["reason"] == "MISSING_ROLE"
+    assert "'deposit'" in refused["error"]
+
+    # Without --role: what every token could do before roles existed.
+    code, out, _ = run(capsys, "token", "issue", "acme", "--json")
+    assert json.loads(out)["roles"] == ["audit", "deposit", "read"]
+    code, _, err = run(capsys, "token", "issue", "acme", "--role", "admin")
+    assert code == 2 and "invalid choice" in err
 
 
 def test_env_file_is_read_and_the_environment_wins(

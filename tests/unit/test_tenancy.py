@@ -28,6 +28,7 @@ from archive.tenancy import (
     revoke_token,
     tenant_stream,
 )
+from archive.tenancy.roles import FIRST_TOKEN_ROLES, LEGACY_ROLES
 from archive.tenancy.tokens import (
     digest_matches,
     generate_token,
@@ -163,7 +164,9 @@ async def test_registry_authenticates_issued_tokens_and_refuses_the_rest() -> No
     try:
         created = await create_tenant(store, "acme")
         token = created.token.token.reveal()
-        assert (await registry.verify(token)).principal == Principal("acme", created.token.token_id)
+        assert (await registry.verify(token)).principal == Principal(
+            "acme", created.token.token_id, FIRST_TOKEN_ROLES
+        )
 
         # Right id, wrong secret: unknown, and says nothing about the id existing.
         forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
@@ -209,7 +212,7 @@ async def test_registry_applies_revocations_and_rebuilds_from_events() -> None:
         assert rebuilt.position == await store.last_position()
         assert (await rebuilt.verify(token)).check is TokenCheck.REVOKED
         assert (await rebuilt.verify(kept.token.reveal())).principal == Principal(
-            "acme", kept.token_id
+            "acme", kept.token_id, LEGACY_ROLES
         )
     finally:
         await rebuilt.stop()

@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 
 from archive.client import ArchiveClient, ClientConfig, IssuedToken
+from archive.tenancy.roles import ALL_ROLES
 from tools.archivectl.args import Commands, add_command, json_flag
 from tools.archivectl.output import EXIT_OK, print_error, print_line, to_json
+
+ROLE_CHOICES = sorted(ALL_ROLES)
 
 
 def register(commands: Commands) -> None:
@@ -31,6 +34,14 @@ def register(commands: Commands) -> None:
     )
     issue.add_argument("tenant", metavar="TENANT")
     issue.add_argument("--description", default="", metavar="TEXT")
+    issue.add_argument(
+        "--role",
+        dest="roles",
+        action="append",
+        default=[],
+        choices=ROLE_CHOICES,
+        help="what the token may do (repeatable); none given: deposit, read and audit",
+    )
     json_flag(issue)
     revoke = add_command(
         token_commands, "revoke", "revoke a token by its id", _token_revoke, needs="operator"
@@ -49,7 +60,7 @@ async def _tenant_create(args: argparse.Namespace, config: ClientConfig) -> int:
 
 async def _token_issue(args: argparse.Namespace, config: ClientConfig) -> int:
     async with ArchiveClient(config) as client:
-        issued = await client.issue_token(args.tenant, args.description)
+        issued = await client.issue_token(args.tenant, args.description, args.roles)
     _print_token(issued, as_json=args.json)
     return EXIT_OK
 
@@ -69,5 +80,8 @@ def _print_token(issued: IssuedToken, *, as_json: bool) -> None:
     if as_json:
         print_line(to_json(issued.to_dict()))
         return
-    print_line(f"tenant:   {issued.tenant}\ntoken_id: {issued.token_id}\ntoken:    {issued.token}")
+    print_line(
+        f"tenant:   {issued.tenant}\ntoken_id: {issued.token_id}\ntoken:    {issued.token}\n"
+        f"roles:    {', '.join(issued.roles)}"
+    )
     print_error("the token is shown only once: store it now (e.g. as ARCHIVE_TOKEN)")

@@ -146,5 +146,8 @@ async def _whoami(args: argparse.Namespace, config: ClientConfig) -> int:
     if args.json:
         print_line(to_json(identity.to_dict()))
     else:
-        print_line(f"tenant:   {identity.tenant}\ntoken_id: {identity.token_id}")
+        print_line(
+            f"tenant:   {identity.tenant}\ntoken_id: {identity.token_id}\n"
+            f"roles:    {', '.join(identity.roles)}"
+        )
     return EXIT_OK

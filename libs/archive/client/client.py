@@ -567,7 +567,11 @@ class ArchiveClient:
                 metadata=self._metadata(self.config.tenant_token(), correlation_id),
                 timeout=self.config.timeout,
             )
-            return Identity(tenant=response.tenant.value, token_id=response.token_id)
+            return Identity(
+                tenant=response.tenant.value,
+                token_id=response.token_id,
+                roles=tuple(response.roles),
+            )
 
         return await self._call(attempt)
 
@@ -586,13 +590,18 @@ class ArchiveClient:
 
         return await self._call(attempt, retry=False)
 
-    async def issue_token(self, tenant: str, description: str = "") -> IssuedToken:
-        """Issue another token for a tenant (operator token); shown only once."""
+    async def issue_token(
+        self, tenant: str, description: str = "", roles: Sequence[str] = ()
+    ) -> IssuedToken:
+        """Issue another token for a tenant (operator token); shown only once. `roles`:
+        "deposit", "read", "audit", "retention"; none given: deposit, read and audit."""
 
         async def attempt(correlation_id: str) -> IssuedToken:
             response = await self._admin().IssueToken(
                 tenancy_pb2.IssueTokenRequest(
-                    tenant=common_pb2.TenantId(value=tenant), description=description
+                    tenant=common_pb2.TenantId(value=tenant),
+                    description=description,
+                    roles=list(roles),
                 ),
                 metadata=self._metadata(self.config.admin_token(), correlation_id),
                 timeout=self.config.timeout,

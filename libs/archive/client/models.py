@@ -171,9 +171,10 @@ class Identity:
 
     tenant: str
     token_id: str
+    roles: tuple[str, ...] = ()  # what the token may do: deposit, read, audit, retention
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tenant": self.tenant, "token_id": self.token_id}
+        return {"tenant": self.tenant, "token_id": self.token_id, "roles": list(self.roles)}
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ class IssuedToken:
     token_id: str
     token: str = field(repr=False)
     issued_at: datetime | None = None
+    roles: tuple[str, ...] = ()
 
     @classmethod
     def from_proto(cls, tenant: str, message: tenancy_pb2.IssuedToken) -> IssuedToken:
@@ -193,6 +195,7 @@ class IssuedToken:
             token_id=message.token_id,
             token=message.token,
             issued_at=_datetime(message.issued_at) if message.HasField("issued_at") else None,
+            roles=tuple(message.roles),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +204,7 @@ class IssuedToken:
             "token_id": self.token_id,
             "token": self.token,
             "issued_at": _iso(self.issued_at),
+            "roles": list(self.roles),
         }
 
 

@@ -3,8 +3,9 @@
 - Health checking and reflection are public (Kubernetes probes and grpcurl carry no token).
 - `/archive.v1.TenantAdmin/*` and the whole-store audit need the operator token
   (ARCHIVE_OPERATOR_TOKEN).
-- Everything else needs a valid, unrevoked tenant token; the handler then finds the caller
-  with `current_principal()`.
+- Everything else needs a valid, unrevoked tenant token holding the role the method needs
+  (archive.tenancy.roles; PERMISSION_DENIED `MISSING_ROLE` names it); the handler then finds
+  the caller with `current_principal()`.
 
 Credentials travel as `authorization: Bearer <token>` metadata. A refused call gets a handler
 of the same streaming kind as the method (grpc.aio breaks otherwise) that ends it with
@@ -24,8 +25,14 @@ from opentelemetry import trace
 
 from archive.config import Secret
 from archive.grpcserver._handlers import same_kind, wrap_handler
-from archive.grpcserver.errors import PermissionDenied, Unauthenticated, abort_with_error
+from archive.grpcserver.errors import (
+    MissingRole,
+    PermissionDenied,
+    Unauthenticated,
+    abort_with_error,
+)
 from archive.tenancy.registry import OPERATOR, Principal, TenantRegistry, TokenCheck
+from archive.tenancy.roles import ARCHIVE_PREFIX, METHOD_ROLES
 
 if TYPE_CHECKING:
     from archive.grpcserver._handlers import Handler
@@ -88,6 +95,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 principal = await self._authenticate_operator(token, method)
             else:
                 principal = await self._authenticate_tenant(token)
+                _check_role(principal, method)
         except Exception as exc:  # refusals, and StoreUnavailable during a catch-up
             # Logged once, by abort_with_error, when the rejecting handler runs.
             return _rejecting(handler, exc, method)
@@ -127,6 +135,18 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         raise Unauthenticated(
             f"unknown token; check it was copied whole and is for this archive, or {_GET_A_TOKEN}"
         )
+
+
+def _check_role(principal: Principal, method: str) -> None:
+    """The token holds the role the method needs (archive.tenancy.roles). An archive method
+    missing from the table is refused: a new RPC must say which role it needs."""
+    if not method.startswith(ARCHIVE_PREFIX):
+        return  # not one of our APIs (e.g. a test service registered beside them)
+    if method not in METHOD_ROLES:
+        raise PermissionDenied(f"{method} has no role assigned; this is a bug of the archive")
+    role = METHOD_ROLES[method]
+    if role is not None and role not in principal.roles:
+        raise MissingRole(method, role)
 
 
 def _bearer_token(metadata: Sequence[tuple[str, Any]] | None) -> str:

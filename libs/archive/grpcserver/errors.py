@@ -63,6 +63,7 @@ _SAFE_ATTRIBUTES: Final = (
     "actual",
     "max_size",
     "document_id",
+    "role",
 )
 
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -88,6 +89,17 @@ class Unauthenticated(Exception):
 
 class PermissionDenied(Exception):
     """Valid credentials that may not call this method."""
+
+
+class MissingRole(PermissionDenied):
+    """A valid tenant token without the role this method needs."""
+
+    def __init__(self, method: str, role: str) -> None:
+        self.role = role
+        super().__init__(
+            f"this token lacks the role {role!r} that {method} needs; ask your archive "
+            f"operator for a token with it (archivectl token issue TENANT --role {role})"
+        )
 
 
 class NotReadyYet(Exception):
@@ -121,6 +133,13 @@ ERROR_TABLE: Final[tuple[ErrorRule, ...]] = (
         grpc.StatusCode.UNAUTHENTICATED,
         "UNAUTHENTICATED",
         "send 'authorization: Bearer <token>' with a valid, unrevoked token",
+        log_level=logging.INFO,
+    ),
+    ErrorRule(
+        MissingRole,
+        grpc.StatusCode.PERMISSION_DENIED,
+        "MISSING_ROLE",
+        "use a token with the role named in ErrorInfo.metadata['role']",
         log_level=logging.INFO,
     ),
     ErrorRule(

@@ -8,7 +8,7 @@ Only the SHA-256 of a token goes into an event; the token itself is returned onc
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -35,6 +35,7 @@ from archive.tenancy.errors import (
     TenantNotFound,
     TokenNotFound,
 )
+from archive.tenancy.roles import FIRST_TOKEN_ROLES, parse_roles
 from archive.tenancy.tokens import generate_token, is_valid_token_id
 from archive.v1.common_pb2 import TenantId
 from archive.v1.events_pb2 import TenantCreated, TenantTokenIssued, TenantTokenRevoked
@@ -60,6 +61,7 @@ class IssuedToken:
     token_id: str
     token: Secret  # the bearer token, shown to the caller once
     issued_at: datetime
+    roles: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,9 @@ async def create_tenant(
     created = TenantCreated(
         tenant=TenantId(value=tenant), display_name=display_name, created_at=_timestamp(now)
     )
-    issued = _token_issued(tenant, generated.token_id, generated.sha256, token_description, now)
+    issued = _token_issued(
+        tenant, generated.token_id, generated.sha256, token_description, now, FIRST_TOKEN_ROLES
+    )
     try:
         await store.append(
             tenant_stream(tenant),
@@ -108,7 +112,7 @@ async def create_tenant(
     except WrongExpectedVersion:
         raise TenantAlreadyExists(tenant) from None
     log.info("tenant %s created by %s (first token %s)", tenant, actor, generated.token_id)
-    token = IssuedToken(tenant, generated.token_id, generated.token, now)
+    token = IssuedToken(tenant, generated.token_id, generated.token, now, FIRST_TOKEN_ROLES)
     return CreatedTenant(tenant=tenant, display_name=display_name, token=token)
 
 
@@ -117,18 +121,22 @@ async def issue_token(
     tenant: str,
     description: str = "",
     *,
+    roles: Iterable[str] = (),
     actor: str = OPERATOR_ACTOR,
     correlation_id: str = "",
 ) -> IssuedToken:
-    """Issue one more token for an existing tenant. Raises InvalidTenantName,
-    InvalidTenancyArgument, TenantNotFound."""
+    """Issue one more token for an existing tenant, with `roles` (none: LEGACY_ROLES).
+    Raises InvalidTenantName, InvalidTenancyArgument (an unknown role too), TenantNotFound."""
     _check_tenant(tenant)
     _check_text("description", description)
+    granted = parse_roles(roles)
     generated = generate_token()
     for attempt in range(_CONFLICT_RETRIES):
         state = await load_tenant(store, tenant)
         now = datetime.now(UTC)
-        issued = _token_issued(tenant, generated.token_id, generated.sha256, description, now)
+        issued = _token_issued(
+            tenant, generated.token_id, generated.sha256, description, now, granted
+        )
         try:
             await store.append(
                 tenant_stream(tenant), [_event(issued, actor, correlation_id)], state.version
@@ -138,7 +146,7 @@ async def issue_token(
                 raise
             continue
         log.info("token %s issued for tenant %s by %s", generated.token_id, tenant, actor)
-        return IssuedToken(tenant, generated.token_id, generated.token, now)
+        return IssuedToken(tenant, generated.token_id, generated.token, now, granted)
     raise AssertionError("unreachable")
 
 
@@ -212,7 +220,12 @@ def _check_text(field_name: str, value: str) -> None:
 
 
 def _token_issued(
-    tenant: str, token_id: str, sha256: bytes, description: str, now: datetime
+    tenant: str,
+    token_id: str,
+    sha256: bytes,
+    description: str,
+    now: datetime,
+    roles: frozenset[str],
 ) -> TenantTokenIssued:
     return TenantTokenIssued(
         tenant=TenantId(value=tenant),
@@ -220,6 +233,7 @@ def _token_issued(
         token_sha256=sha256,
         description=description,
         issued_at=_timestamp(now),
+        roles=sorted(roles),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Final
 
 from archive.eventstore import SYSTEM_TENANT, EventStore, RecordedEvent, StreamFilter, Subscription
 from archive.tenancy.commands import TENANT_CATEGORY
+from archive.tenancy.roles import roles_of_event
 from archive.tenancy.tokens import digest_matches, token_id_of
 from archive.v1.events_pb2 import TenantTokenIssued, TenantTokenRevoked
 
@@ -36,6 +37,8 @@ class Principal:
 
     tenant: str
     token_id: str
+    # What the token may do (archive.tenancy.roles); the operator has no tenant roles.
+    roles: frozenset[str] = frozenset()
 
     @property
     def is_operator(self) -> bool:
@@ -63,6 +66,7 @@ class Verification:
 class _TokenEntry:
     tenant: str
     sha256: bytes
+    roles: frozenset[str]
     revoked: bool = False
 
 
@@ -126,7 +130,9 @@ class TenantRegistry:
             return Verification(TokenCheck.UNKNOWN)
         if entry.revoked:
             return Verification(TokenCheck.REVOKED)
-        return Verification(TokenCheck.OK, Principal(tenant=entry.tenant, token_id=token_id))
+        return Verification(
+            TokenCheck.OK, Principal(tenant=entry.tenant, token_id=token_id, roles=entry.roles)
+        )
 
     async def catch_up(self) -> int:
         """Apply every tenant event stored now; returns the position reached."""
@@ -183,7 +189,9 @@ class TenantRegistry:
         tenant = event.stream.id
         if event.type == _ISSUED:
             issued = TenantTokenIssued.FromString(event.data)
-            self._tokens[issued.token_id] = _TokenEntry(tenant, bytes(issued.token_sha256))
+            self._tokens[issued.token_id] = _TokenEntry(
+                tenant, bytes(issued.token_sha256), roles_of_event(issued.roles)
+            )
         elif event.type == _REVOKED:
             revoked = TenantTokenRevoked.FromString(event.data)
             entry = self._tokens.get(revoked.token_id)

@@ -61,18 +61,20 @@ class TenantCreated(_message.Message):
     def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., display_name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TenantTokenIssued(_message.Message):
-    __slots__ = ("tenant", "token_id", "token_sha256", "description", "issued_at")
+    __slots__ = ("tenant", "token_id", "token_sha256", "description", "issued_at", "roles")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_SHA256_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
     tenant: _common_pb2.TenantId
     token_id: str
     token_sha256: bytes
     description: str
     issued_at: _timestamp_pb2.Timestamp
-    def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., token_id: _Optional[str] = ..., token_sha256: _Optional[bytes] = ..., description: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant: _Optional[_Union[_common_pb2.TenantId, _Mapping]] = ..., token_id: _Optional[str] = ..., token_sha256: _Optional[bytes] = ..., description: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TenantTokenRevoked(_message.Message):
     __slots__ = ("tenant", "token_id", "revoked_at")

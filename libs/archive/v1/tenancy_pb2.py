@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from archive.v1 import common_pb2 as archive_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61rchive/v1/tenancy.proto\x12\narchive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17\x61rchive/v1/common.proto\"Q\n\x13\x43reateTenantRequest\x12$\n\x06tenant\x18\x01 \x01(\x0b\x32\x14.archive.v1.TenantId\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"d\n\x14\x43reateTenantResponse\x12$\n\x06tenant\x18\x01 \x01(\x0b\x32\x14.archive.v1.TenantId\x12&\n\x05token\x18\x02 \x01(\x0b\x32\x17.archive.v1.IssuedToken\"N\n\x11IssueTokenRequest\x12$\n\x06tenant\x18\x01 \x01(\x0b\x32\x14.archive.v1.TenantId\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"<\n\x12IssueTokenResponse\x12&\n\x05token\x18\x01 \x01(\x0b\x32\x17.archive.v1.IssuedToken\"]\n\x0bIssuedToken\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12-\n\tissued_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x12RevokeTokenRequest\x12$\n\x06tenant\x18\x01 \x01(\x0b\x32\x14.archive.v1.TenantId\x12\x10\n\x08token_id\x18\x02 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\x0f\n\rWhoAmIRequest\"H\n\x0eWhoAmIResponse\x12$\n\x06tenant\x18\x01 \x01(\x0b\x32\x14.archive.v1.TenantId\x12\x10\n\x08token_id\x18\x02 \x01(\t2\xfd\x01\n\x0bTenantAdmin\x12Q\n\x0c\x43reateTenant\x12\x1f.archive.v1.CreateTenantRequest\x1a .archive.v1.CreateTenantResponse\x12K\n\nIssueToken\x12\x1d.archive.v1.IssueTokenRequest\x1a\x1e.archive.v1.IssueTokenResponse\x12N\n\x0bRevokeToken\x12\x1e.archive.v1.RevokeTokenRequest\x1a\x1f.archive.v1.RevokeTokenResponse2J\n\x07Tenancy\x12?\n\x06WhoAmI\x12\x19.archive.v1.WhoAmIRequest\x1a\x1a.archive.v1.WhoAmIResponseB\x16Z\x14\x61rchive/v1;archivev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61rchive/v1/tenancy.proto\x12\narchive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17\x61rchive/v1/common.proto\"Q\n\x13\x43reateTenantRequest\x12$\n\x06tenant\x18\x01 \x01(\x0b\x32\x14.archive.v1.TenantId\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"d\n\x14\x43reateTenantResponse\x12$\n\x06tenant\x18\x01 \x01(\x0b\x32\x14.archive.v1.TenantId\x12&\n\x05token\x18\x02 \x01(\x0b\x32\x17.archive.v1.IssuedToken\"]\n\x11IssueTokenRequest\x12$\n\x06tenant\x18\x01 \x01(\x0b\x32\x14.archive.v1.TenantId\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\"<\n\x12IssueTokenResponse\x12&\n\x05token\x18\x01 \x01(\x0b\x32\x17.archive.v1.IssuedToken\"l\n\x0bIssuedToken\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12-\n\tissued_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05roles\x18\x04 \x03(\t\"L\n\x12RevokeTokenRequest\x12$\n\x06tenant\x18\x01 \x01(\x0b\x32\x14.archive.v1.TenantId\x12\x10\n\x08token_id\x18\x02 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\x0f\n\rWhoAmIRequest\"W\n\x0eWhoAmIResponse\x12$\n\x06tenant\x18\x01 \x01(\x0b\x32\x14.archive.v1.TenantId\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t2\xfd\x01\n\x0bTenantAdmin\x12Q\n\x0c\x43reateTenant\x12\x1f.archive.v1.CreateTenantRequest\x1a .archive.v1.CreateTenantResponse\x12K\n\nIssueToken\x12\x1d.archive.v1.IssueTokenRequest\x1a\x1e.archive.v1.IssueTokenResponse\x12N\n\x0bRevokeToken\x12\x1e.archive.v1.RevokeTokenRequest\x1a\x1f.archive.v1.RevokeTokenResponse2J\n\x07Tenancy\x12?\n\x06WhoAmI\x12\x19.archive.v1.WhoAmIRequest\x1a\x1a.archive.v1.WhoAmIResponseB\x16Z\x14\x61rchive/v1;archivev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,21 +39,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATETENANTRESPONSE']._serialized_start=181
   _globals['_CREATETENANTRESPONSE']._serialized_end=281
   _globals['_ISSUETOKENREQUEST']._serialized_start=283
-  _globals['_ISSUETOKENREQUEST']._serialized_end=361
-  _globals['_ISSUETOKENRESPONSE']._serialized_start=363
-  _globals['_ISSUETOKENRESPONSE']._serialized_end=423
-  _globals['_ISSUEDTOKEN']._serialized_start=425
-  _globals['_ISSUEDTOKEN']._serialized_end=518
-  _globals['_REVOKETOKENREQUEST']._serialized_start=520
-  _globals['_REVOKETOKENREQUEST']._serialized_end=596
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=598
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=619
-  _globals['_WHOAMIREQUEST']._serialized_start=621
-  _globals['_WHOAMIREQUEST']._serialized_end=636
-  _globals['_WHOAMIRESPONSE']._serialized_start=638
-  _globals['_WHOAMIRESPONSE']._serialized_end=710
-  _globals['_TENANTADMIN']._serialized_start=713
-  _globals['_TENANTADMIN']._serialized_end=966
-  _globals['_TENANCY']._serialized_start=968
-  _globals['_TENANCY']._serialized_end=1042
+  _globals['_ISSUETOKENREQUEST']._serialized_end=376
+  _globals['_ISSUETOKENRESPONSE']._serialized_start=378
+  _globals['_ISSUETOKENRESPONSE']._serialized_end=438
+  _globals['_ISSUEDTOKEN']._serialized_start=440
+  _globals['_ISSUEDTOKEN']._serialized_end=548
+  _globals['_REVOKETOKENREQUEST']._serialized_start=550
+  _globals['_REVOKETOKENREQUEST']._serialized_end=626
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=628
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=649
+  _globals['_WHOAMIREQUEST']._serialized_start=651
+  _globals['_WHOAMIREQUEST']._serialized_end=666
+  _globals['_WHOAMIRESPONSE']._serialized_start=668
+  _globals['_WHOAMIRESPONSE']._serialized_end=755
+  _globals['_TENANTADMIN']._serialized_start=758
+  _globals['_TENANTADMIN']._serialized_end=1011
+  _globals['_TENANCY']._serialized_start=1013
+  _globals['_TENANCY']._serialized_end=1087
 # @@protoc_insertion_point(module_scope)
