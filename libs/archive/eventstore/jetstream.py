@@ -33,6 +33,7 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    RawStreamMsg,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -221,16 +222,26 @@ class JetStreamEventStore(EventStore):
         if len(self._tails) > _TAIL_CACHE_SIZE:
             self._tails.popitem(last=False)
 
-    async def _fetch_tail(self, subject: str) -> tuple[int, int] | None:
-        """(version, sequence) of the subject's last message, or None if it has none."""
+    async def _direct_get(self, subject: str, *, first: bool = False) -> RawStreamMsg | None:
+        """The subject's last (or first) message by direct get, or None if it has none."""
         try:
-            msg = await self._js.get_last_msg(self._stream_name, subject, direct=True)
+            if first:
+                return await self._js.get_msg(
+                    self._stream_name, seq=1, subject=subject, direct=True, next=True
+                )
+            return await self._js.get_last_msg(self._stream_name, subject, direct=True)
         except nats.js.errors.NotFoundError:
             return None
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as exc:
             raise StoreUnavailable(f"JetStream did not answer: {exc!r}") from exc
         except nats.errors.ConnectionClosedError as exc:
             raise StoreUnavailable("NATS connection is closed") from exc
+
+    async def _fetch_tail(self, subject: str) -> tuple[int, int] | None:
+        """(version, sequence) of the subject's last message, or None if it has none."""
+        msg = await self._direct_get(subject)
+        if msg is None:
+            return None
         headers = msg.headers or {}
         if VERSION_HEADER in headers:
             version = int(headers[VERSION_HEADER])
@@ -301,17 +312,9 @@ class JetStreamEventStore(EventStore):
 
     async def first_event(self, stream: StreamName | str) -> RecordedEvent | None:
         # One direct get (the subject's first message from sequence 1) instead of a consumer.
-        subject = self.subject(StreamName.of(stream))
-        try:
-            msg = await self._js.get_msg(
-                self._stream_name, seq=1, subject=subject, direct=True, next=True
-            )
-        except nats.js.errors.NotFoundError:
+        msg = await self._direct_get(self.subject(StreamName.of(stream)), first=True)
+        if msg is None:
             return None
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as exc:
-            raise StoreUnavailable(f"JetStream did not answer: {exc!r}") from exc
-        except nats.errors.ConnectionClosedError as exc:
-            raise StoreUnavailable("NATS connection is closed") from exc
         assert msg.seq is not None
         return envelope.decode(msg.data or b"", msg.seq)
 
