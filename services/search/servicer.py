@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
-# How long a lookup that misses waits for the registry to apply what the store already has
-# (a deposit acknowledged a moment ago must be found: read-your-writes across services).
+# How long a lookup that misses, or a first page of a listing, waits for the registry to apply
+# what the store already has (a deposit acknowledged a moment ago must be found and listed:
+# read-your-writes across services).
 CATCH_UP_SECONDS = 5.0
 LISTING_CATEGORY = "listing"
 
