@@ -28,8 +28,6 @@ from typing import Any, Final, TypeVar
 import grpc
 import grpc.aio
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from waiting import eventually
 
 from archive.access import ACCESS_CATEGORY
@@ -62,8 +60,13 @@ from archive.v1 import (
 )
 from services.ingest.servicer import IngestServicer
 from services.ingest.tenancy_servicer import tenancy_registrations
-from services.sealing.evidence import TrustMaterial
-from services.sealing.main import checkpoint_verifier, load_keys, timestamper, tsa_client
+from services.sealing.main import (
+    checkpoint_verifier,
+    load_keys,
+    timestamper,
+    trust_material,
+    tsa_client,
+)
 from services.sealing.sealer import Sealer, Stamp, TimestampFunction, TimestampUnavailable
 from services.sealing.servicer import SealingServicer
 from services.search.registry import DocumentRegistryProjection, RegistryQueries
@@ -129,10 +132,6 @@ class CallRecorder(grpc.aio.ServerInterceptor):
         metadata = dict(handler_call_details.invocation_metadata or ())
         self.correlation_ids.append(str(metadata.get("x-correlation-id", "")))
         return await continuation(handler_call_details)
-
-
-def _pem(certificates: Sequence[x509.Certificate]) -> str:
-    return "".join(c.public_bytes(Encoding.PEM).decode() for c in certificates)
 
 
 class InMemoryArchive:
@@ -278,12 +277,6 @@ class InMemoryArchive:
             max_delay=0.05,
             retry_delay=0.05,
         )
-        trust = TrustMaterial(
-            seal_chain_pem=_pem([keys.seal.certificate, *keys.seal.chain]),
-            root_pem=_pem([keys.root]),
-            tsa_chain_pem=_pem(keys.tsa_chain),
-            tsa_root_pem=_pem(keys.tsa_roots),
-        )
         self._registrations = [
             Registration.of(
                 ingest_pb2.DESCRIPTOR.services_by_name["Ingest"],
@@ -303,7 +296,7 @@ class InMemoryArchive:
                     self.store,
                     self.blobs,
                     self.sealer,
-                    trust,
+                    trust_material(keys),
                     checkpoint_verifier(keys),
                     evidence_wait=lambda: self.evidence_wait,
                 ),

@@ -38,13 +38,32 @@ from services.sealing.tsa_client import (
     TsaTrust,
 )
 
-__all__ = ["Keys", "build", "checkpoint_verifier", "load_keys", "run", "timestamper", "tsa_client"]
+__all__ = [
+    "Keys",
+    "build",
+    "checkpoint_verifier",
+    "load_keys",
+    "run",
+    "timestamper",
+    "trust_material",
+    "tsa_client",
+]
 
 log = logging.getLogger(__name__)
 
 
 def _pem(certs: Iterable[x509.Certificate]) -> str:
     return "".join(c.public_bytes(Encoding.PEM).decode() for c in certs)
+
+
+def trust_material(keys: Keys) -> TrustMaterial:
+    """The certificates every evidence bundle ships, as PEM."""
+    return TrustMaterial(
+        seal_chain_pem=_pem([keys.seal.certificate, *keys.seal.chain]),
+        root_pem=_pem([keys.root]),
+        tsa_chain_pem=_pem(keys.tsa_chain),
+        tsa_root_pem=_pem(keys.tsa_roots),
+    )
 
 
 def tsa_client(settings: Settings, keys: Keys) -> TsaClient:
@@ -113,14 +132,8 @@ def build(
     *,
     auditor: IntegrityAuditor | None = None,
 ) -> ArchiveServer:
-    trust = TrustMaterial(
-        seal_chain_pem=_pem([keys.seal.certificate, *keys.seal.chain]),
-        root_pem=_pem([keys.root]),
-        tsa_chain_pem=_pem(keys.tsa_chain),
-        tsa_root_pem=_pem(keys.tsa_roots),
-    )
     servicer = SealingServicer(
-        store, blobs, sealer, trust, checkpoint_verifier(keys), auditor=auditor
+        store, blobs, sealer, trust_material(keys), checkpoint_verifier(keys), auditor=auditor
     )
     registration = Registration.of(
         sealing_pb2.DESCRIPTOR.services_by_name["Sealing"],
